@@ -1,0 +1,402 @@
+//! Validated, zero-copy BSON documents.
+//!
+//! A [`RawDoc`] is a slice of the frame it arrived in, checked once, completely, when it is
+//! created: every length, every element type, UTF-8 in every key and string, and the nesting
+//! depth. Code downstream (the policy engine, logs, the upstream) can then read it as a
+//! [`bson::RawDocument`] without meeting a malformed element halfway through, and two readers can
+//! never disagree about where an element ends — a parser differential is how filters get escaped.
+
+use std::fmt;
+
+use bson::{RawDocument, RawDocumentBuf};
+use bytes::Bytes;
+
+/// What is wrong with a document that failed validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BsonFault {
+    /// Fewer than the five bytes of an empty document.
+    TooShort,
+    /// The length prefix disagrees with the bytes the document occupies.
+    LengthMismatch,
+    /// The final byte is not the terminating NUL.
+    MissingTerminator,
+    /// An element runs past the end of its document.
+    Truncated,
+    /// A key or string is not valid UTF-8.
+    InvalidUtf8,
+    /// A string's length is below one or it lacks its terminating NUL.
+    InvalidString,
+    /// An element type byte BSON does not define.
+    UnknownElementType(u8),
+    /// A boolean byte other than 0 or 1.
+    InvalidBoolean(u8),
+    /// A binary value with a negative or inconsistent length.
+    InvalidBinary,
+    /// A code-with-scope value whose lengths disagree.
+    InvalidCodeWithScope,
+    /// Documents and arrays nest deeper than the limit.
+    TooDeep,
+}
+
+impl fmt::Display for BsonFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BsonFault::TooShort => f.write_str("document shorter than 5 bytes"),
+            BsonFault::LengthMismatch => f.write_str("length prefix does not match the document"),
+            BsonFault::MissingTerminator => f.write_str("missing terminating NUL"),
+            BsonFault::Truncated => f.write_str("element runs past the end of the document"),
+            BsonFault::InvalidUtf8 => f.write_str("key or string is not valid UTF-8"),
+            BsonFault::InvalidString => f.write_str("malformed string length or terminator"),
+            BsonFault::UnknownElementType(t) => write!(f, "unknown element type {t:#04x}"),
+            BsonFault::InvalidBoolean(b) => write!(f, "boolean byte {b:#04x} is neither 0 nor 1"),
+            BsonFault::InvalidBinary => f.write_str("malformed binary length"),
+            BsonFault::InvalidCodeWithScope => f.write_str("malformed code-with-scope"),
+            BsonFault::TooDeep => f.write_str("documents nest too deeply"),
+        }
+    }
+}
+
+/// A fault with the offset (inside the outermost document) where it was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub(crate) offset: usize,
+    pub(crate) fault: BsonFault,
+}
+
+/// A complete, validated BSON document held in shared [`Bytes`].
+///
+/// Cloning is a reference-count increment. Equality compares bytes, which is what round-trip
+/// guarantees are about.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RawDoc(Bytes);
+
+impl RawDoc {
+    /// Validates `bytes` as exactly one BSON document nested at most `max_depth` deep.
+    pub fn from_bytes(bytes: Bytes, max_depth: u32) -> Result<Self, (usize, BsonFault)> {
+        validate(&bytes, max_depth).map_err(|e| (e.offset, e.fault))?;
+        Ok(RawDoc(bytes))
+    }
+
+    /// Copies and validates a document built with the `bson` crate. Documents built through its
+    /// API are valid; ones wrapped from arbitrary bytes may not be, hence the check.
+    pub fn from_raw(doc: &RawDocument) -> Result<Self, (usize, BsonFault)> {
+        Self::from_bytes(Bytes::copy_from_slice(doc.as_bytes()), crate::MAX_BSON_DEPTH)
+    }
+
+    /// Takes ownership of a document built with the `bson` crate, validating it.
+    pub fn from_buf(doc: RawDocumentBuf) -> Result<Self, (usize, BsonFault)> {
+        Self::from_bytes(Bytes::from(doc.into_bytes()), crate::MAX_BSON_DEPTH)
+    }
+
+    /// The document as a borrowed raw BSON view.
+    pub fn as_raw(&self) -> &RawDocument {
+        // `validate` checked exactly what `from_bytes` checks (length prefix equals the slice
+        // length, at least five bytes, trailing NUL), and the bytes are immutable since.
+        #[allow(clippy::expect_used)]
+        RawDocument::from_bytes(&self.0).expect("RawDoc holds a validated document")
+    }
+
+    /// The encoded document.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The shared buffer behind the document.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// Encoded length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for the five-byte empty document `{}`.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 5
+    }
+
+    /// The first key: for a command body, the command name.
+    pub fn first_key(&self) -> Option<&str> {
+        match self.as_raw().iter().next() {
+            Some(Ok((key, _))) => Some(key.as_str()),
+            _ => None,
+        }
+    }
+
+    /// A string field of the top level, if present and a string.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        match self.as_raw().get(key) {
+            Ok(Some(bson::RawBsonRef::String(s))) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Decodes into an owned, mutable [`bson::Document`] (allocates; use for rewrites only).
+    pub fn to_document(&self) -> Result<bson::Document, bson::error::Error> {
+        bson::Document::try_from(self.as_raw())
+    }
+}
+
+impl AsRef<RawDocument> for RawDoc {
+    fn as_ref(&self) -> &RawDocument {
+        self.as_raw()
+    }
+}
+
+impl TryFrom<&bson::Document> for RawDoc {
+    type Error = (usize, BsonFault);
+
+    fn try_from(doc: &bson::Document) -> Result<Self, Self::Error> {
+        let buf = RawDocumentBuf::try_from(doc).map_err(|_| (0, BsonFault::InvalidUtf8))?;
+        Self::from_buf(buf)
+    }
+}
+
+impl fmt::Debug for RawDoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_raw(), f)
+    }
+}
+
+fn le_i32(b: &[u8], at: usize) -> Option<i32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Checks one whole document: `bytes` must be exactly the document.
+pub(crate) fn validate(bytes: &[u8], max_depth: u32) -> Result<(), Invalid> {
+    validate_at(bytes, 0, 0, max_depth)
+}
+
+fn fail(offset: usize, fault: BsonFault) -> Invalid {
+    Invalid { offset, fault }
+}
+
+/// Validates the document `doc` (exactly its bytes), found at `base` in the outermost document.
+fn validate_at(doc: &[u8], base: usize, depth: u32, max_depth: u32) -> Result<(), Invalid> {
+    if depth > max_depth {
+        return Err(fail(base, BsonFault::TooDeep));
+    }
+    if doc.len() < 5 {
+        return Err(fail(base, BsonFault::TooShort));
+    }
+    let declared = le_i32(doc, 0).ok_or(fail(base, BsonFault::TooShort))?;
+    if usize::try_from(declared).ok() != Some(doc.len()) {
+        return Err(fail(base, BsonFault::LengthMismatch));
+    }
+    let end = doc.len() - 1;
+    if doc[end] != 0 {
+        return Err(fail(base + end, BsonFault::MissingTerminator));
+    }
+    let mut i = 4;
+    while i < end {
+        let element_at = i;
+        let ty = doc[i];
+        i += 1;
+        let key_len = doc[i..end]
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(fail(base + element_at, BsonFault::Truncated))?;
+        std::str::from_utf8(&doc[i..i + key_len])
+            .map_err(|_| fail(base + i, BsonFault::InvalidUtf8))?;
+        i += key_len + 1;
+        let value = &doc[i..end];
+        let at = base + i;
+        let need = |n: usize| if value.len() >= n { Ok(n) } else { Err(fail(at, BsonFault::Truncated)) };
+        let size = match ty {
+            // double, datetime, timestamp, int64
+            0x01 | 0x09 | 0x11 | 0x12 => need(8)?,
+            // string, JavaScript code, symbol
+            0x02 | 0x0D | 0x0E => string_len(value, at)?,
+            // embedded document, array
+            0x03 | 0x04 => {
+                let n = le_i32(value, 0).ok_or(fail(at, BsonFault::Truncated))?;
+                let n = usize::try_from(n).map_err(|_| fail(at, BsonFault::LengthMismatch))?;
+                if n > value.len() {
+                    return Err(fail(at, BsonFault::Truncated));
+                }
+                validate_at(&value[..n], at, depth + 1, max_depth)?;
+                n
+            }
+            0x05 => binary_len(value, at)?,
+            // undefined, null, max key, min key
+            0x06 | 0x0A | 0x7F | 0xFF => 0,
+            0x07 => need(12)?,
+            0x08 => {
+                need(1)?;
+                if value[0] > 1 {
+                    return Err(fail(at, BsonFault::InvalidBoolean(value[0])));
+                }
+                1
+            }
+            0x0B => {
+                let pattern = cstring_len(value, at)?;
+                let options = cstring_len(&value[pattern..], at + pattern)?;
+                pattern + options
+            }
+            // DBPointer: string then ObjectId
+            0x0C => {
+                let s = string_len(value, at)?;
+                if value.len() < s + 12 {
+                    return Err(fail(at, BsonFault::Truncated));
+                }
+                s + 12
+            }
+            0x0F => code_with_scope_len(value, at, depth, max_depth)?,
+            0x10 => need(4)?,
+            0x13 => need(16)?,
+            other => return Err(fail(base + element_at, BsonFault::UnknownElementType(other))),
+        };
+        i += size;
+    }
+    if i != end {
+        return Err(fail(base + end, BsonFault::Truncated));
+    }
+    Ok(())
+}
+
+/// Length of a C string including its NUL, checking UTF-8.
+fn cstring_len(value: &[u8], at: usize) -> Result<usize, Invalid> {
+    let n = value.iter().position(|&b| b == 0).ok_or(fail(at, BsonFault::Truncated))?;
+    std::str::from_utf8(&value[..n]).map_err(|_| fail(at, BsonFault::InvalidUtf8))?;
+    Ok(n + 1)
+}
+
+/// Length of a BSON string value (4-byte length, bytes, NUL), checking UTF-8.
+fn string_len(value: &[u8], at: usize) -> Result<usize, Invalid> {
+    let n = le_i32(value, 0).ok_or(fail(at, BsonFault::Truncated))?;
+    let n = usize::try_from(n).map_err(|_| fail(at, BsonFault::InvalidString))?;
+    if n < 1 {
+        return Err(fail(at, BsonFault::InvalidString));
+    }
+    let total = n.checked_add(4).ok_or(fail(at, BsonFault::InvalidString))?;
+    if total > value.len() {
+        return Err(fail(at, BsonFault::Truncated));
+    }
+    if value[total - 1] != 0 {
+        return Err(fail(at, BsonFault::InvalidString));
+    }
+    std::str::from_utf8(&value[4..total - 1]).map_err(|_| fail(at, BsonFault::InvalidUtf8))?;
+    Ok(total)
+}
+
+fn binary_len(value: &[u8], at: usize) -> Result<usize, Invalid> {
+    let n = le_i32(value, 0).ok_or(fail(at, BsonFault::Truncated))?;
+    let n = usize::try_from(n).map_err(|_| fail(at, BsonFault::InvalidBinary))?;
+    let total = n.checked_add(5).ok_or(fail(at, BsonFault::InvalidBinary))?;
+    if total > value.len() {
+        return Err(fail(at, BsonFault::Truncated));
+    }
+    // Subtype 2 (old binary) repeats the length inside the payload.
+    if value[4] == 0x02 {
+        let inner = le_i32(value, 5).ok_or(fail(at, BsonFault::InvalidBinary))?;
+        if usize::try_from(inner).ok().and_then(|v| v.checked_add(4)) != Some(n) {
+            return Err(fail(at, BsonFault::InvalidBinary));
+        }
+    }
+    Ok(total)
+}
+
+fn code_with_scope_len(value: &[u8], at: usize, depth: u32, max_depth: u32) -> Result<usize, Invalid> {
+    let total = le_i32(value, 0).ok_or(fail(at, BsonFault::Truncated))?;
+    let total = usize::try_from(total).map_err(|_| fail(at, BsonFault::InvalidCodeWithScope))?;
+    // 4 (total) + at least 5 (empty string) + 5 (empty scope)
+    if total < 14 {
+        return Err(fail(at, BsonFault::InvalidCodeWithScope));
+    }
+    if total > value.len() {
+        return Err(fail(at, BsonFault::Truncated));
+    }
+    let inner = &value[4..total];
+    let code = string_len(inner, at + 4)?;
+    let scope = &inner[code..];
+    validate_at(scope, at + 4 + code, depth + 1, max_depth)?;
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{doc, rawdoc, spec::BinarySubtype, Binary, DateTime, Decimal128, Regex, Timestamp};
+
+    fn ok(bytes: &[u8]) -> Result<(), BsonFault> {
+        validate(bytes, crate::MAX_BSON_DEPTH).map_err(|e| e.fault)
+    }
+
+    #[test]
+    fn accepts_every_element_type_the_bson_crate_writes() {
+        let d = doc! {
+            "double": 1.5, "string": "héllo", "doc": { "a": 1 }, "array": [1, "two", { "three": 3 }],
+            "binary": Binary { subtype: BinarySubtype::Generic, bytes: vec![1, 2, 3] },
+            "undefined": bson::Bson::Undefined, "oid": bson::oid::ObjectId::new(), "bool": true,
+            "date": DateTime::from_millis(1_700_000_000_000), "null": bson::Bson::Null,
+            "regex": Regex { pattern: "^a".try_into().expect("cstring"), options: "i".try_into().expect("cstring") },
+            "code": bson::Bson::JavaScriptCode("x".into()), "int32": 7_i32,
+            "ts": Timestamp { time: 1, increment: 2 }, "int64": 8_i64,
+            "dec": Decimal128::from_bytes([0; 16]), "min": bson::Bson::MinKey, "max": bson::Bson::MaxKey,
+        };
+        let d = RawDocumentBuf::try_from(&d).expect("encodes");
+        assert_eq!(ok(d.as_bytes()), Ok(()));
+        let cws = doc! { "c": bson::Bson::JavaScriptCodeWithScope(bson::JavaScriptCodeWithScope { code: "f()".into(), scope: doc! { "a": 1 } }) };
+        let raw = RawDocumentBuf::try_from(&cws).expect("encodes");
+        assert_eq!(ok(raw.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn rejects_structural_damage() {
+        let good = rawdoc! { "a": "b", "n": 1 };
+        let bytes = good.as_bytes().to_vec();
+        assert_eq!(ok(&bytes[..4]), Err(BsonFault::TooShort));
+        let mut wrong_len = bytes.clone();
+        wrong_len[0] += 1;
+        assert_eq!(ok(&wrong_len), Err(BsonFault::LengthMismatch));
+        let mut no_nul = bytes.clone();
+        let last = no_nul.len() - 1;
+        no_nul[last] = 1;
+        assert_eq!(ok(&no_nul), Err(BsonFault::MissingTerminator));
+        let mut bad_type = bytes.clone();
+        bad_type[4] = 0x42;
+        assert_eq!(ok(&bad_type), Err(BsonFault::UnknownElementType(0x42)));
+        // string length pointing past the end
+        let mut long_str = bytes.clone();
+        long_str[7] = 0x7f;
+        assert_eq!(ok(&long_str), Err(BsonFault::Truncated));
+        // negative string length
+        let mut neg = bytes.clone();
+        neg[7..11].copy_from_slice(&(-5_i32).to_le_bytes());
+        assert_eq!(ok(&neg), Err(BsonFault::InvalidString));
+    }
+
+    #[test]
+    fn rejects_invalid_utf8_and_booleans() {
+        let mut d = rawdoc! { "k": "v" }.into_bytes();
+        d[5] = 0xff; // key byte
+        assert_eq!(ok(&d), Err(BsonFault::InvalidUtf8));
+        let mut s = rawdoc! { "k": "v" }.into_bytes();
+        s[11] = 0xff; // string byte
+        assert_eq!(ok(&s), Err(BsonFault::InvalidUtf8));
+        let mut b = rawdoc! { "k": true }.into_bytes();
+        b[7] = 2;
+        assert_eq!(ok(&b), Err(BsonFault::InvalidBoolean(2)));
+    }
+
+    #[test]
+    fn rejects_nesting_beyond_the_limit_without_recursing_forever() {
+        let mut d = doc! { "leaf": 1 };
+        for _ in 0..300 {
+            d = doc! { "n": d };
+        }
+        let raw = RawDocumentBuf::try_from(&d).expect("encodes");
+        assert_eq!(ok(raw.as_bytes()), Err(BsonFault::TooDeep));
+        assert_eq!(validate(raw.as_bytes(), 400).map_err(|e| e.fault), Ok(()));
+    }
+
+    #[test]
+    fn exposes_first_key_and_strings_without_decoding() {
+        let doc = RawDoc::from_buf(rawdoc! { "find": "payments", "$db": "bank" }).expect("valid");
+        assert_eq!(doc.first_key(), Some("find"));
+        assert_eq!(doc.get_str("$db"), Some("bank"));
+        assert_eq!(doc.get_str("missing"), None);
+    }
+}
