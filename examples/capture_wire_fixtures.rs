@@ -41,19 +41,29 @@ type Log = Arc<Mutex<Vec<(Dir, Bytes)>>>;
 /// Adjusts a frame in flight on a compressed connection (see the module docs).
 fn assist(frame: Bytes, dir: Dir, compressor: &str) -> Bytes {
     let limits = Limits::default();
-    let Ok(msg) = Message::decode(frame.clone(), &limits) else { return frame };
+    let Ok(msg) = Message::decode(frame.clone(), &limits) else {
+        return frame;
+    };
     let out = match (dir, &msg.payload) {
         (Dir::ToServer, Payload::Compressed(_)) => msg.decompressed(&limits).ok().map(|(m, _)| m),
-        (Dir::ToClient, Payload::Msg(m)) if m.body().as_raw().get("isWritablePrimary").ok().flatten().is_some() => {
+        (Dir::ToClient, Payload::Msg(m))
+            if m.body()
+                .as_raw()
+                .get("isWritablePrimary")
+                .ok()
+                .flatten()
+                .is_some() =>
+        {
             let mut body = m.body().to_document().ok();
             if let Some(b) = body.as_mut() {
                 b.insert("compression", vec![compressor.to_owned()]);
             }
-            body.and_then(|b| tenantgate_wire::RawDoc::try_from(&b).ok()).map(|b| {
-                let mut m = m.clone();
-                m.set_body(b);
-                Message::new(msg.request_id, msg.response_to, Payload::Msg(m))
-            })
+            body.and_then(|b| tenantgate_wire::RawDoc::try_from(&b).ok())
+                .map(|b| {
+                    let mut m = m.clone();
+                    m.set_body(b);
+                    Message::new(msg.request_id, msg.response_to, Payload::Msg(m))
+                })
         }
         _ => None,
     };
@@ -93,7 +103,9 @@ async fn relay(upstream: String, log: Log, compressor: Option<&'static str>) -> 
     let port = listener.local_addr()?.port();
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(&upstream).await else { continue };
+            let Ok(server) = TcpStream::connect(&upstream).await else {
+                continue;
+            };
             let (cr, cw) = client.into_split();
             let (sr, sw) = server.into_split();
             tokio::spawn(pump(cr, sw, Dir::ToServer, log.clone(), compressor));
@@ -104,9 +116,17 @@ async fn relay(upstream: String, log: Log, compressor: Option<&'static str>) -> 
 }
 
 fn host_port(uri: &str) -> Result<String> {
-    let rest = uri.strip_prefix("mongodb://").context("MONGODB_URI must be a mongodb:// URI")?;
+    let rest = uri
+        .strip_prefix("mongodb://")
+        .context("MONGODB_URI must be a mongodb:// URI")?;
     let hosts = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = hosts.rsplit('@').next().unwrap_or_default().split(',').next().unwrap_or_default();
+    let host = hosts
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .next()
+        .unwrap_or_default();
     if host.is_empty() {
         bail!("no host in MONGODB_URI");
     }
@@ -161,54 +181,87 @@ async fn legacy_handshake(port: u16) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "wire/tests/fixtures".into()));
-    let uri = std::env::var("MONGODB_URI").context("set MONGODB_URI to the server to capture against")?;
+    let out = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "wire/tests/fixtures".into()),
+    );
+    let uri =
+        std::env::var("MONGODB_URI").context("set MONGODB_URI to the server to capture against")?;
     let log: Log = Arc::default();
     let upstream = host_port(&uri)?;
     let port = relay(upstream.clone(), log.clone(), None).await?;
 
-    let plain = mongodb::Client::with_uri_str(format!("mongodb://127.0.0.1:{port}/?directConnection=true")).await?;
-    let coll = plain.database("fixtures").collection::<mongodb::bson::Document>("payments");
+    let plain =
+        mongodb::Client::with_uri_str(format!("mongodb://127.0.0.1:{port}/?directConnection=true"))
+            .await?;
+    let coll = plain
+        .database("fixtures")
+        .collection::<mongodb::bson::Document>("payments");
     coll.drop().await?;
     let docs: Vec<_> = (0..3)
         .map(|i| doc! { "tenantId": "bank1", "amount": 1_000_i64 * (i + 1), "currency": "EUR", "status": "pending" })
         .collect();
     coll.insert_many(docs).await?;
-    coll.find_one(doc! { "tenantId": "bank1", "amount": { "$gte": 2_000_i64 } }).await?;
+    coll.find_one(doc! { "tenantId": "bank1", "amount": { "$gte": 2_000_i64 } })
+        .await?;
     for compressor in ["zstd", "zlib", "snappy"] {
         let cport = relay(upstream.clone(), log.clone(), Some(compressor)).await?;
         let client = mongodb::Client::with_uri_str(format!(
             "mongodb://127.0.0.1:{cport}/?directConnection=true&compressors={compressor}"
         ))
         .await?;
-        client.database("fixtures").collection::<mongodb::bson::Document>("payments").find_one(doc! { "currency": "EUR" }).await?;
+        client
+            .database("fixtures")
+            .collection::<mongodb::bson::Document>("payments")
+            .find_one(doc! { "currency": "EUR" })
+            .await?;
     }
     legacy_handshake(port).await?;
     plain.database("fixtures").drop().await?;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
-    let frames = log.lock().map_err(|_| anyhow::anyhow!("relay log poisoned"))?.clone();
-    let mut wanted: Vec<(&str, Box<dyn Fn(Dir, &Bytes) -> bool>)> = vec![
-        ("handshake_op_query.bin", Box::new(|d, f| d == Dir::ToServer && f[12..16] == 2004_i32.to_le_bytes() && matches!(command_of(f), Some((n, None)) if n == "isMaster" || n == "hello"))),
-        ("handshake_op_msg.bin", Box::new(|d, f| d == Dir::ToServer && f[12..16] == 2013_i32.to_le_bytes() && matches!(command_of(f), Some((n, None)) if n == "isMaster" || n == "hello"))),
-        ("find_op_msg.bin", Box::new(|d, f| d == Dir::ToServer && matches!(command_of(f), Some((n, None)) if n == "find"))),
-        ("insert_sequence_op_msg.bin", Box::new(|d, f| d == Dir::ToServer && matches!(command_of(f), Some((n, None)) if n == "insert"))),
-        ("find_zstd_op_compressed.bin", Box::new(|d, f| d == Dir::ToServer && matches!(command_of(f), Some((n, Some(c))) if n == "find" && c == "zstd"))),
-        ("find_zlib_op_compressed.bin", Box::new(|d, f| d == Dir::ToServer && matches!(command_of(f), Some((n, Some(c))) if n == "find" && c == "zlib"))),
-        ("find_snappy_op_compressed.bin", Box::new(|d, f| d == Dir::ToServer && matches!(command_of(f), Some((n, Some(c))) if n == "find" && c == "snappy"))),
+    let frames = log
+        .lock()
+        .map_err(|_| anyhow::anyhow!("relay log poisoned"))?
+        .clone();
+    // (file, opcode, command name, compressor) of the first client frame to keep.
+    let wanted: [(&str, i32, &[&str], Option<&str>); 7] = [
+        ("handshake_op_query.bin", 2004, &["isMaster", "hello"], None),
+        ("handshake_op_msg.bin", 2013, &["isMaster", "hello"], None),
+        ("find_op_msg.bin", 2013, &["find"], None),
+        ("insert_sequence_op_msg.bin", 2013, &["insert"], None),
+        ("find_zstd_op_compressed.bin", 2012, &["find"], Some("zstd")),
+        ("find_zlib_op_compressed.bin", 2012, &["find"], Some("zlib")),
+        (
+            "find_snappy_op_compressed.bin",
+            2012,
+            &["find"],
+            Some("snappy"),
+        ),
     ];
-    if std::env::var_os("CAPTURE_VERBOSE").is_some() {
-        for (d, f) in &frames {
-            eprintln!("{d:?} opcode={} len={} {:?}", i32::from_le_bytes([f[12], f[13], f[14], f[15]]), f.len(), command_of(f));
-        }
-    }
+    let matches = |d: Dir, f: &Bytes, op: i32, names: &[&str], comp: Option<&str>| {
+        d == Dir::ToServer
+            && f[12..16] == op.to_le_bytes()
+            && matches!(command_of(f), Some((n, c)) if names.contains(&n.as_str()) && c.as_deref() == comp)
+    };
     std::fs::create_dir_all(&out)?;
-    for (name, pred) in wanted.drain(..) {
-        let Some(index) = frames.iter().position(|(d, f)| pred(*d, f)) else { bail!("no frame captured for {name}") };
+    for (name, op, names, comp) in wanted {
+        let Some(index) = frames
+            .iter()
+            .position(|(d, f)| matches(*d, f, op, names, comp))
+        else {
+            bail!("no frame captured for {name}")
+        };
         std::fs::write(out.join(name), &frames[index].1)?;
         println!("{name}: {} bytes", frames[index].1.len());
         // The server's answer to it: the next frame to the client whose responseTo is its id.
-        let request_id = i32::from_le_bytes([frames[index].1[4], frames[index].1[5], frames[index].1[6], frames[index].1[7]]);
+        let request_id = i32::from_le_bytes([
+            frames[index].1[4],
+            frames[index].1[5],
+            frames[index].1[6],
+            frames[index].1[7],
+        ]);
         if let Some((_, reply)) = frames.iter().skip(index).find(|(d, f)| {
             *d == Dir::ToClient && i32::from_le_bytes([f[8], f[9], f[10], f[11]]) == request_id
         }) {

@@ -1,1 +1,37 @@
-fn main() {}
+//! The `tenantgate` binary: a thin command-line wrapper around the workspace crates.
+//!
+//! The proxy (`serve`) arrives with the proxy issue; today the binary offers the wire tools that
+//! engineers use to look at captured traffic.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+/// tenantgate: tenant isolation for MongoDB, enforced on the wire.
+#[derive(Debug, Parser)]
+#[command(name = "tenantgate", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect MongoDB wire-protocol frames.
+    #[command(subcommand)]
+    Wire(cli::wire::WireCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Wire(cmd) => cli::wire::run(cmd),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tenantgate: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -84,7 +84,11 @@ impl Encoder<&Message> for MessageCodec {
     fn encode(&mut self, message: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
         let len = message.encoded_len();
         if len > self.limits.max_message_size {
-            return Err(WireError::MessageTooLarge { length: len as u64, max: self.limits.max_message_size }.into());
+            return Err(WireError::MessageTooLarge {
+                length: len as u64,
+                max: self.limits.max_message_size,
+            }
+            .into());
         }
         Ok(message.encode(dst)?)
     }

@@ -77,10 +77,15 @@ impl Compressor {
 
     /// Compresses `data` with the driver-default level.
     pub fn compress(self, data: &[u8]) -> Result<Vec<u8>, WireError> {
-        let err = |e: &dyn fmt::Display| WireError::Compression { compressor: self, reason: e.to_string() };
+        let err = |e: &dyn fmt::Display| WireError::Compression {
+            compressor: self,
+            reason: e.to_string(),
+        };
         match self {
             Compressor::Noop => Ok(data.to_vec()),
-            Compressor::Snappy => snap::raw::Encoder::new().compress_vec(data).map_err(|e| err(&e)),
+            Compressor::Snappy => snap::raw::Encoder::new()
+                .compress_vec(data)
+                .map_err(|e| err(&e)),
             Compressor::Zlib => {
                 use std::io::Write;
                 let mut enc = flate2::write::ZlibEncoder::new(
@@ -96,13 +101,26 @@ impl Compressor {
 
     /// Decompresses `input`, which must expand to exactly `size` bytes, appending them to `out`.
     /// `size` has already been checked against the message size limit by the caller.
-    pub(crate) fn decompress_into(self, input: &[u8], size: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
-        let err = |reason: String| WireError::Decompression { compressor: self, reason };
+    pub(crate) fn decompress_into(
+        self,
+        input: &[u8],
+        size: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), WireError> {
+        let err = |reason: String| WireError::Decompression {
+            compressor: self,
+            reason,
+        };
         let start = out.len();
         match self {
             Compressor::Noop => out.extend_from_slice(input),
             Compressor::Snappy => {
-                if size > input.len().saturating_mul(SNAPPY_MAX_RATIO).saturating_add(64) {
+                if size
+                    > input
+                        .len()
+                        .saturating_mul(SNAPPY_MAX_RATIO)
+                        .saturating_add(64)
+                {
                     return Err(WireError::InvalidUncompressedSize {
                         declared: size as i64,
                         reason: "larger than snappy can expand the compressed bytes",
@@ -110,7 +128,9 @@ impl Compressor {
                 }
                 let declared = snap::raw::decompress_len(input).map_err(|e| err(e.to_string()))?;
                 if declared != size {
-                    return Err(err(format!("stream declares {declared} bytes, message declares {size}")));
+                    return Err(err(format!(
+                        "stream declares {declared} bytes, message declares {size}"
+                    )));
                 }
                 out.resize(start + size, 0);
                 let n = snap::raw::Decoder::new()
@@ -127,13 +147,19 @@ impl Compressor {
             }
             Compressor::Zstd => {
                 let limit = size as u64 + 1;
-                let decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(|e| err(e.to_string()))?;
-                decoder.take(limit).read_to_end(out).map_err(|e| err(e.to_string()))?;
+                let decoder = zstd::stream::read::Decoder::with_buffer(input)
+                    .map_err(|e| err(e.to_string()))?;
+                decoder
+                    .take(limit)
+                    .read_to_end(out)
+                    .map_err(|e| err(e.to_string()))?;
             }
         }
         let produced = out.len() - start;
         if produced != size {
-            return Err(err(format!("produced {produced} bytes, message declares {size}")));
+            return Err(err(format!(
+                "produced {produced} bytes, message declares {size}"
+            )));
         }
         Ok(())
     }
@@ -151,11 +177,19 @@ mod tests {
 
     #[test]
     fn every_compressor_round_trips() {
-        let data: Vec<u8> = (0..10_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
-        for c in [Compressor::Noop, Compressor::Snappy, Compressor::Zlib, Compressor::Zstd] {
+        let data: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for c in [
+            Compressor::Noop,
+            Compressor::Snappy,
+            Compressor::Zlib,
+            Compressor::Zstd,
+        ] {
             let packed = c.compress(&data).expect("compresses");
             let mut out = Vec::new();
-            c.decompress_into(&packed, data.len(), &mut out).expect("decompresses");
+            c.decompress_into(&packed, data.len(), &mut out)
+                .expect("decompresses");
             assert_eq!(out, data, "{c}");
             assert_eq!(Compressor::from_id(c.id()), Ok(c));
             assert_eq!(Compressor::from_name(c.name()), Some(c));
@@ -168,9 +202,15 @@ mod tests {
         for c in [Compressor::Snappy, Compressor::Zlib, Compressor::Zstd] {
             let packed = c.compress(&data).expect("compresses");
             let mut out = Vec::new();
-            assert!(c.decompress_into(&packed, 1_000, &mut out).is_err(), "{c} short");
+            assert!(
+                c.decompress_into(&packed, 1_000, &mut out).is_err(),
+                "{c} short"
+            );
             out.clear();
-            assert!(c.decompress_into(&packed, 200_000, &mut out).is_err(), "{c} long");
+            assert!(
+                c.decompress_into(&packed, 200_000, &mut out).is_err(),
+                "{c} long"
+            );
             // never wrote more than one byte past the declared size
             assert!(out.len() <= 200_001);
         }

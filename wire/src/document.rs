@@ -80,7 +80,10 @@ impl RawDoc {
     /// Copies and validates a document built with the `bson` crate. Documents built through its
     /// API are valid; ones wrapped from arbitrary bytes may not be, hence the check.
     pub fn from_raw(doc: &RawDocument) -> Result<Self, (usize, BsonFault)> {
-        Self::from_bytes(Bytes::copy_from_slice(doc.as_bytes()), crate::MAX_BSON_DEPTH)
+        Self::from_bytes(
+            Bytes::copy_from_slice(doc.as_bytes()),
+            crate::MAX_BSON_DEPTH,
+        )
     }
 
     /// Takes ownership of a document built with the `bson` crate, validating it.
@@ -203,7 +206,13 @@ fn validate_at(doc: &[u8], base: usize, depth: u32, max_depth: u32) -> Result<()
         i += key_len + 1;
         let value = &doc[i..end];
         let at = base + i;
-        let need = |n: usize| if value.len() >= n { Ok(n) } else { Err(fail(at, BsonFault::Truncated)) };
+        let need = |n: usize| {
+            if value.len() >= n {
+                Ok(n)
+            } else {
+                Err(fail(at, BsonFault::Truncated))
+            }
+        };
         let size = match ty {
             // double, datetime, timestamp, int64
             0x01 | 0x09 | 0x11 | 0x12 => need(8)?,
@@ -246,7 +255,12 @@ fn validate_at(doc: &[u8], base: usize, depth: u32, max_depth: u32) -> Result<()
             0x0F => code_with_scope_len(value, at, depth, max_depth)?,
             0x10 => need(4)?,
             0x13 => need(16)?,
-            other => return Err(fail(base + element_at, BsonFault::UnknownElementType(other))),
+            other => {
+                return Err(fail(
+                    base + element_at,
+                    BsonFault::UnknownElementType(other),
+                ));
+            }
         };
         i += size;
     }
@@ -258,7 +272,10 @@ fn validate_at(doc: &[u8], base: usize, depth: u32, max_depth: u32) -> Result<()
 
 /// Length of a C string including its NUL, checking UTF-8.
 fn cstring_len(value: &[u8], at: usize) -> Result<usize, Invalid> {
-    let n = value.iter().position(|&b| b == 0).ok_or(fail(at, BsonFault::Truncated))?;
+    let n = value
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(fail(at, BsonFault::Truncated))?;
     std::str::from_utf8(&value[..n]).map_err(|_| fail(at, BsonFault::InvalidUtf8))?;
     Ok(n + 1)
 }
@@ -298,7 +315,12 @@ fn binary_len(value: &[u8], at: usize) -> Result<usize, Invalid> {
     Ok(total)
 }
 
-fn code_with_scope_len(value: &[u8], at: usize, depth: u32, max_depth: u32) -> Result<usize, Invalid> {
+fn code_with_scope_len(
+    value: &[u8],
+    at: usize,
+    depth: u32,
+    max_depth: u32,
+) -> Result<usize, Invalid> {
     let total = le_i32(value, 0).ok_or(fail(at, BsonFault::Truncated))?;
     let total = usize::try_from(total).map_err(|_| fail(at, BsonFault::InvalidCodeWithScope))?;
     // 4 (total) + at least 5 (empty string) + 5 (empty scope)
@@ -318,7 +340,7 @@ fn code_with_scope_len(value: &[u8], at: usize, depth: u32, max_depth: u32) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bson::{doc, rawdoc, spec::BinarySubtype, Binary, DateTime, Decimal128, Regex, Timestamp};
+    use bson::{Binary, DateTime, Decimal128, Regex, Timestamp, doc, rawdoc, spec::BinarySubtype};
 
     fn ok(bytes: &[u8]) -> Result<(), BsonFault> {
         validate(bytes, crate::MAX_BSON_DEPTH).map_err(|e| e.fault)

@@ -99,7 +99,9 @@ pub enum WireError {
         actual: usize,
     },
     /// The OP_MSG checksum does not match its contents.
-    #[error("OP_MSG checksum mismatch: message says {declared:#010x}, contents give {computed:#010x}")]
+    #[error(
+        "OP_MSG checksum mismatch: message says {declared:#010x}, contents give {computed:#010x}"
+    )]
     ChecksumMismatch {
         /// Checksum carried by the message.
         declared: u32,

@@ -21,11 +21,16 @@ pub fn split_frame(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Bytes>,
     }
     let declared = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
     if declared < HEADER_LEN as i32 {
-        return Err(WireError::MessageTooShort { length: i64::from(declared) });
+        return Err(WireError::MessageTooShort {
+            length: i64::from(declared),
+        });
     }
     let len = declared as usize;
     if len > limits.max_message_size {
-        return Err(WireError::MessageTooLarge { length: len as u64, max: limits.max_message_size });
+        return Err(WireError::MessageTooLarge {
+            length: len as u64,
+            max: limits.max_message_size,
+        });
     }
     if buf.len() < len {
         buf.reserve(len - buf.len());
@@ -47,7 +52,9 @@ mod tests {
         buf.extend_from_slice(&[0; 10]);
         assert_eq!(split_frame(&mut buf, &limits), Ok(None));
         buf.extend_from_slice(&[1, 2, 3, 4, 5, 6, 9, 9]);
-        let frame = split_frame(&mut buf, &limits).expect("valid length").expect("complete");
+        let frame = split_frame(&mut buf, &limits)
+            .expect("valid length")
+            .expect("complete");
         assert_eq!(frame.len(), 20);
         assert_eq!(&buf[..], &[9, 9]);
     }
@@ -57,10 +64,19 @@ mod tests {
         let limits = Limits::default();
         for bad in [-1i32, 0, 15, i32::MIN] {
             let mut buf = BytesMut::from(&bad.to_le_bytes()[..]);
-            assert!(matches!(split_frame(&mut buf, &limits), Err(WireError::MessageTooShort { .. })));
+            assert!(matches!(
+                split_frame(&mut buf, &limits),
+                Err(WireError::MessageTooShort { .. })
+            ));
         }
         let mut buf = BytesMut::from(&48_000_001i32.to_le_bytes()[..]);
-        assert!(matches!(split_frame(&mut buf, &limits), Err(WireError::MessageTooLarge { .. })));
-        assert!(buf.capacity() < 1024, "nothing reserved for a refused frame");
+        assert!(matches!(
+            split_frame(&mut buf, &limits),
+            Err(WireError::MessageTooLarge { .. })
+        ));
+        assert!(
+            buf.capacity() < 1024,
+            "nothing reserved for a refused frame"
+        );
     }
 }

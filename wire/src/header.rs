@@ -61,7 +61,9 @@ impl Header {
     /// reported as truncated rather than trusted.
     pub fn parse(bytes: &[u8]) -> Result<Self, WireError> {
         let Some(raw) = bytes.get(..HEADER_LEN) else {
-            return Err(WireError::Truncated { what: "message header" });
+            return Err(WireError::Truncated {
+                what: "message header",
+            });
         };
         let field = |i: usize| i32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
         Ok(Header {
@@ -87,7 +89,12 @@ mod tests {
 
     #[test]
     fn parses_and_writes_the_same_bytes() {
-        let header = Header { message_length: 61, request_id: 7, response_to: 0, op_code: OpCode::Msg };
+        let header = Header {
+            message_length: 61,
+            request_id: 7,
+            response_to: 0,
+            op_code: OpCode::Msg,
+        };
         let mut out = Vec::new();
         header.write(&mut out);
         assert_eq!(out.len(), HEADER_LEN);
@@ -99,12 +106,17 @@ mod tests {
         for code in [2001, 2002, 2005, 2006, 2007, 0, -1, 9999] {
             let mut out = vec![16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
             out.extend_from_slice(&i32::to_le_bytes(code));
-            assert!(matches!(Header::parse(&out), Err(WireError::UnsupportedOpCode(c)) if c == code));
+            assert!(
+                matches!(Header::parse(&out), Err(WireError::UnsupportedOpCode(c)) if c == code)
+            );
         }
     }
 
     #[test]
     fn short_input_is_truncated_not_a_panic() {
-        assert!(matches!(Header::parse(&[1, 2, 3]), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            Header::parse(&[1, 2, 3]),
+            Err(WireError::Truncated { .. })
+        ));
     }
 }

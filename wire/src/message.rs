@@ -38,7 +38,11 @@ pub struct Message {
 impl Message {
     /// A message with the given ids.
     pub fn new(request_id: i32, response_to: i32, payload: Payload) -> Self {
-        Message { request_id, response_to, payload }
+        Message {
+            request_id,
+            response_to,
+            payload,
+        }
     }
 
     /// Decodes one complete frame (header included, as returned by [`crate::split_frame`]).
@@ -47,17 +51,27 @@ impl Message {
     /// caller decides whether and when to pay for decompression.
     pub fn decode(frame: Bytes, limits: &Limits) -> Result<Self, WireError> {
         if frame.len() < HEADER_LEN {
-            return Err(WireError::MessageTooShort { length: frame.len() as i64 });
+            return Err(WireError::MessageTooShort {
+                length: frame.len() as i64,
+            });
         }
         let header = Header::parse(&frame)?;
         if header.message_length < HEADER_LEN as i32 {
-            return Err(WireError::MessageTooShort { length: i64::from(header.message_length) });
+            return Err(WireError::MessageTooShort {
+                length: i64::from(header.message_length),
+            });
         }
         if frame.len() > limits.max_message_size {
-            return Err(WireError::MessageTooLarge { length: frame.len() as u64, max: limits.max_message_size });
+            return Err(WireError::MessageTooLarge {
+                length: frame.len() as u64,
+                max: limits.max_message_size,
+            });
         }
         if usize::try_from(header.message_length).ok() != Some(frame.len()) {
-            return Err(WireError::LengthMismatch { declared: i64::from(header.message_length), actual: frame.len() });
+            return Err(WireError::LengthMismatch {
+                declared: i64::from(header.message_length),
+                actual: frame.len(),
+            });
         }
         let payload = match header.op_code {
             OpCode::Msg => Payload::Msg(OpMsg::decode(&frame, limits)?),
@@ -65,7 +79,11 @@ impl Message {
             OpCode::Reply => Payload::Reply(OpReply::decode(&frame, limits)?),
             OpCode::Compressed => Payload::Compressed(OpCompressed::decode(&frame, limits)?),
         };
-        Ok(Message { request_id: header.request_id, response_to: header.response_to, payload })
+        Ok(Message {
+            request_id: header.request_id,
+            response_to: header.response_to,
+            payload,
+        })
     }
 
     /// The message with any compression removed, and the compressor that was used, so a reply
@@ -83,7 +101,11 @@ impl Message {
     /// This message compressed with `compressor`, keeping its ids.
     pub fn compressed(&self, compressor: Compressor) -> Result<Message, WireError> {
         let c = OpCompressed::compress(self, compressor)?;
-        Ok(Message { request_id: self.request_id, response_to: self.response_to, payload: Payload::Compressed(c) })
+        Ok(Message {
+            request_id: self.request_id,
+            response_to: self.response_to,
+            payload: Payload::Compressed(c),
+        })
     }
 
     /// The opcode the payload is sent under.
@@ -121,12 +143,19 @@ impl Message {
     /// what the 32-bit length field cannot express.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), WireError> {
         let len = self.encoded_len();
-        let message_length =
-            i32::try_from(len).map_err(|_| WireError::MessageTooLarge { length: len as u64, max: i32::MAX as usize })?;
+        let message_length = i32::try_from(len).map_err(|_| WireError::MessageTooLarge {
+            length: len as u64,
+            max: i32::MAX as usize,
+        })?;
         dst.reserve(len);
         let start = dst.len();
-        Header { message_length, request_id: self.request_id, response_to: self.response_to, op_code: self.op_code() }
-            .write(dst);
+        Header {
+            message_length,
+            request_id: self.request_id,
+            response_to: self.response_to,
+            op_code: self.op_code(),
+        }
+        .write(dst);
         match &self.payload {
             Payload::Msg(m) => {
                 m.write_payload(dst);

@@ -41,8 +41,11 @@ impl OpCompressed {
         let mut plain = BytesMut::with_capacity(message.encoded_len());
         message.encode(&mut plain)?;
         let body = &plain[HEADER_LEN..];
-        let uncompressed_size = i32::try_from(body.len())
-            .map_err(|_| WireError::MessageTooLarge { length: body.len() as u64, max: i32::MAX as usize })?;
+        let uncompressed_size =
+            i32::try_from(body.len()).map_err(|_| WireError::MessageTooLarge {
+                length: body.len() as u64,
+                max: i32::MAX as usize,
+            })?;
         Ok(OpCompressed {
             original_op_code: message.op_code(),
             uncompressed_size,
@@ -52,7 +55,12 @@ impl OpCompressed {
     }
 
     /// Decompresses into the wrapped message, which keeps this frame's ids.
-    pub fn decompress(&self, request_id: i32, response_to: i32, limits: &Limits) -> Result<Message, WireError> {
+    pub fn decompress(
+        &self,
+        request_id: i32,
+        response_to: i32,
+        limits: &Limits,
+    ) -> Result<Message, WireError> {
         let size = checked_size(self.uncompressed_size, limits)?;
         let mut out = Vec::with_capacity(HEADER_LEN + size.min(INITIAL_DECOMPRESS_CAPACITY));
         Header {
@@ -62,7 +70,8 @@ impl OpCompressed {
             op_code: self.original_op_code,
         }
         .write(&mut out);
-        self.compressor.decompress_into(&self.compressed, size, &mut out)?;
+        self.compressor
+            .decompress_into(&self.compressed, size, &mut out)?;
         Message::decode(Bytes::from(out), limits)
     }
 
@@ -88,7 +97,12 @@ impl OpCompressed {
         checked_size(uncompressed_size, limits)?;
         let compressor = Compressor::from_id(r.u8("OP_COMPRESSED compressorId")?)?;
         let compressed = r.rest();
-        Ok(OpCompressed { original_op_code, uncompressed_size, compressor, compressed })
+        Ok(OpCompressed {
+            original_op_code,
+            uncompressed_size,
+            compressor,
+            compressed,
+        })
     }
 }
 

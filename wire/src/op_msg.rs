@@ -38,7 +38,10 @@ impl MsgFlags {
     pub fn from_bits(bits: u32) -> Result<Self, WireError> {
         let unknown_required = bits & Self::REQUIRED_MASK & !Self::KNOWN;
         if unknown_required != 0 {
-            return Err(WireError::UnknownFlags { op: "OP_MSG", bits: unknown_required });
+            return Err(WireError::UnknownFlags {
+                op: "OP_MSG",
+                bits: unknown_required,
+            });
         }
         Ok(MsgFlags(bits))
     }
@@ -70,7 +73,11 @@ impl MsgFlags {
 
     /// These flags with `bit` set or cleared.
     pub const fn with(self, bit: u32, on: bool) -> Self {
-        if on { MsgFlags(self.0 | bit) } else { MsgFlags(self.0 & !bit) }
+        if on {
+            MsgFlags(self.0 | bit)
+        } else {
+            MsgFlags(self.0 & !bit)
+        }
     }
 }
 
@@ -121,7 +128,12 @@ pub struct OpMsg {
 impl OpMsg {
     /// A message with only a body and no flags.
     pub fn new(body: RawDoc) -> Self {
-        OpMsg { flags: MsgFlags::default(), body, sequences: Vec::new(), body_position: 0 }
+        OpMsg {
+            flags: MsgFlags::default(),
+            body,
+            sequences: Vec::new(),
+            body_position: 0,
+        }
     }
 
     /// A message from explicit sections in wire order, which must contain exactly one body.
@@ -142,14 +154,22 @@ impl OpMsg {
             }
         }
         match body {
-            Some(body) if bodies == 1 => Ok(OpMsg { flags, body, sequences, body_position }),
+            Some(body) if bodies == 1 => Ok(OpMsg {
+                flags,
+                body,
+                sequences,
+                body_position,
+            }),
             _ => Err(WireError::BodySectionCount(bodies)),
         }
     }
 
     /// Adds a document sequence after the existing sections.
     pub fn with_sequence(mut self, identifier: impl Into<String>, documents: Vec<RawDoc>) -> Self {
-        self.sequences.push(DocumentSequence { identifier: identifier.into(), documents });
+        self.sequences.push(DocumentSequence {
+            identifier: identifier.into(),
+            documents,
+        });
         self
     }
 
@@ -186,7 +206,9 @@ impl OpMsg {
 
     /// All sections in wire order.
     pub fn sections(&self) -> impl Iterator<Item = SectionRef<'_>> {
-        let (before, after) = self.sequences.split_at(self.body_position.min(self.sequences.len()));
+        let (before, after) = self
+            .sequences
+            .split_at(self.body_position.min(self.sequences.len()));
         before
             .iter()
             .map(SectionRef::Sequence)
@@ -217,8 +239,13 @@ impl OpMsg {
 
     /// Bytes after the header: flags, sections and (if flagged) the checksum.
     pub(crate) fn encoded_len(&self) -> usize {
-        let sections: usize =
-            1 + self.body.len() + self.sequences.iter().map(|s| 1 + s.encoded_len()).sum::<usize>();
+        let sections: usize = 1
+            + self.body.len()
+            + self
+                .sequences
+                .iter()
+                .map(|s| 1 + s.encoded_len())
+                .sum::<usize>();
         4 + sections + if self.flags.checksum_present() { 4 } else { 0 }
     }
 
@@ -252,7 +279,9 @@ impl OpMsg {
         let flags = MsgFlags::from_bits(head.u32("OP_MSG flagBits")?)?;
         if flags.checksum_present() {
             if payload.len() < 8 {
-                return Err(WireError::Truncated { what: "OP_MSG checksum" });
+                return Err(WireError::Truncated {
+                    what: "OP_MSG checksum",
+                });
             }
             let split = frame.len() - 4;
             let tail = &frame[split..];
@@ -280,10 +309,14 @@ impl OpMsg {
 fn decode_sequence(r: &mut Reader, limits: &Limits) -> Result<DocumentSequence, WireError> {
     let start = r.position();
     let size = r.i32("OP_MSG document sequence size")?;
-    let size = usize::try_from(size).map_err(|_| WireError::Truncated { what: "OP_MSG document sequence" })?;
+    let size = usize::try_from(size).map_err(|_| WireError::Truncated {
+        what: "OP_MSG document sequence",
+    })?;
     // The size counts itself; it must cover at least the 4 size bytes and an empty identifier.
     if size < 5 || size - 4 > r.remaining() {
-        return Err(WireError::Truncated { what: "OP_MSG document sequence" });
+        return Err(WireError::Truncated {
+            what: "OP_MSG document sequence",
+        });
     }
     let mut seq = Reader::new(r.bytes(size - 4, "OP_MSG document sequence")?);
     let identifier = seq.cstring("OP_MSG document sequence identifier")?;
@@ -292,7 +325,10 @@ fn decode_sequence(r: &mut Reader, limits: &Limits) -> Result<DocumentSequence, 
         documents.push(seq.document("OP_MSG document sequence", limits)?);
     }
     debug_assert_eq!(r.position(), start + size);
-    Ok(DocumentSequence { identifier, documents })
+    Ok(DocumentSequence {
+        identifier,
+        documents,
+    })
 }
 
 #[cfg(test)]
@@ -303,25 +339,40 @@ mod tests {
     fn required_flag_bits_are_refused_optional_ones_kept() {
         assert!(MsgFlags::from_bits(1 << 2).is_err());
         assert!(MsgFlags::from_bits(1 << 15).is_err());
-        let optional = MsgFlags::from_bits(1 << 20 | MsgFlags::EXHAUST_ALLOWED).expect("optional bits are ignored");
+        let optional = MsgFlags::from_bits(1 << 20 | MsgFlags::EXHAUST_ALLOWED)
+            .expect("optional bits are ignored");
         assert!(optional.exhaust_allowed());
         assert_eq!(optional.known().bits(), MsgFlags::EXHAUST_ALLOWED);
     }
 
     #[test]
     fn exactly_one_body_is_required() {
-        assert_eq!(OpMsg::from_sections(MsgFlags::default(), vec![]), Err(WireError::BodySectionCount(0)));
+        assert_eq!(
+            OpMsg::from_sections(MsgFlags::default(), vec![]),
+            Err(WireError::BodySectionCount(0))
+        );
         let body = RawDoc::from_buf(bson::rawdoc! { "ping": 1 }).expect("valid");
         let two = vec![Section::Body(body.clone()), Section::Body(body.clone())];
-        assert_eq!(OpMsg::from_sections(MsgFlags::default(), two), Err(WireError::BodySectionCount(2)));
+        assert_eq!(
+            OpMsg::from_sections(MsgFlags::default(), two),
+            Err(WireError::BodySectionCount(2))
+        );
     }
 
     #[test]
     fn keeps_the_body_position_among_sequences() {
         let body = RawDoc::from_buf(bson::rawdoc! { "insert": "c" }).expect("valid");
-        let seq = |id: &str| Section::Sequence(DocumentSequence { identifier: id.into(), documents: vec![] });
-        let msg = OpMsg::from_sections(MsgFlags::default(), vec![seq("a"), Section::Body(body), seq("b")])
-            .expect("one body");
+        let seq = |id: &str| {
+            Section::Sequence(DocumentSequence {
+                identifier: id.into(),
+                documents: vec![],
+            })
+        };
+        let msg = OpMsg::from_sections(
+            MsgFlags::default(),
+            vec![seq("a"), Section::Body(body), seq("b")],
+        )
+        .expect("one body");
         let order: Vec<String> = msg
             .sections()
             .map(|s| match s {

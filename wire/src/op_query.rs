@@ -38,7 +38,10 @@ impl QueryFlags {
     pub fn from_bits(bits: u32) -> Result<Self, WireError> {
         let unknown = bits & !Self::KNOWN;
         if unknown != 0 {
-            return Err(WireError::UnknownFlags { op: "OP_QUERY", bits: unknown });
+            return Err(WireError::UnknownFlags {
+                op: "OP_QUERY",
+                bits: unknown,
+            });
         }
         Ok(QueryFlags(bits))
     }
@@ -71,13 +74,15 @@ impl OpQuery {
     /// the legacy `$query` envelope.
     pub fn command_name(&self) -> Option<&str> {
         match self.query.first_key() {
-            Some("$query") | Some("query") => match self.query.as_raw().get("$query").ok().flatten() {
-                Some(bson::RawBsonRef::Document(inner)) => match inner.iter().next() {
-                    Some(Ok((key, _))) => Some(key.as_str()),
-                    _ => None,
-                },
-                _ => self.query.first_key(),
-            },
+            Some("$query") | Some("query") => {
+                match self.query.as_raw().get("$query").ok().flatten() {
+                    Some(bson::RawBsonRef::Document(inner)) => match inner.iter().next() {
+                        Some(Ok((key, _))) => Some(key.as_str()),
+                        _ => None,
+                    },
+                    _ => self.query.first_key(),
+                }
+            }
             other => other,
         }
     }
@@ -109,9 +114,19 @@ impl OpQuery {
         let number_to_skip = r.i32("OP_QUERY numberToSkip")?;
         let number_to_return = r.i32("OP_QUERY numberToReturn")?;
         let query = r.document("OP_QUERY query", limits)?;
-        let return_fields_selector =
-            if r.remaining() > 0 { Some(r.document("OP_QUERY returnFieldsSelector", limits)?) } else { None };
+        let return_fields_selector = if r.remaining() > 0 {
+            Some(r.document("OP_QUERY returnFieldsSelector", limits)?)
+        } else {
+            None
+        };
         r.finish("OP_QUERY")?;
-        Ok(OpQuery { flags, full_collection_name, number_to_skip, number_to_return, query, return_fields_selector })
+        Ok(OpQuery {
+            flags,
+            full_collection_name,
+            number_to_skip,
+            number_to_return,
+            query,
+            return_fields_selector,
+        })
     }
 }

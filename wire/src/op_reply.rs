@@ -28,7 +28,10 @@ impl ReplyFlags {
     pub fn from_bits(bits: u32) -> Result<Self, WireError> {
         let unknown = bits & !Self::KNOWN;
         if unknown != 0 {
-            return Err(WireError::UnknownFlags { op: "OP_REPLY", bits: unknown });
+            return Err(WireError::UnknownFlags {
+                op: "OP_REPLY",
+                bits: unknown,
+            });
         }
         Ok(ReplyFlags(bits))
     }
@@ -55,7 +58,12 @@ pub struct OpReply {
 impl OpReply {
     /// A command reply carrying one document.
     pub fn single(doc: RawDoc) -> Self {
-        OpReply { flags: ReplyFlags::default(), cursor_id: 0, starting_from: 0, documents: vec![doc] }
+        OpReply {
+            flags: ReplyFlags::default(),
+            cursor_id: 0,
+            starting_from: 0,
+            documents: vec![doc],
+        }
     }
 
     pub(crate) fn encoded_len(&self) -> usize {
@@ -85,8 +93,16 @@ impl OpReply {
             documents.push(r.document("OP_REPLY documents", limits)?);
         }
         if usize::try_from(declared).ok() != Some(documents.len()) {
-            return Err(WireError::ReplyCountMismatch { declared, actual: documents.len() });
+            return Err(WireError::ReplyCountMismatch {
+                declared,
+                actual: documents.len(),
+            });
         }
-        Ok(OpReply { flags, cursor_id, starting_from, documents })
+        Ok(OpReply {
+            flags,
+            cursor_id,
+            starting_from,
+            documents,
+        })
     }
 }

@@ -60,7 +60,10 @@ impl Reader {
     /// A NUL-terminated UTF-8 string.
     pub(crate) fn cstring(&mut self, what: &'static str) -> Result<String, WireError> {
         let rest = &self.buf[self.pos..];
-        let n = rest.iter().position(|&b| b == 0).ok_or(WireError::InvalidCString { what })?;
+        let n = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(WireError::InvalidCString { what })?;
         let s = std::str::from_utf8(&rest[..n]).map_err(|_| WireError::InvalidCString { what })?;
         let s = s.to_owned();
         self.pos += n + 1;
@@ -86,7 +89,11 @@ impl Reader {
 
     /// One BSON document: its length prefix is checked against what remains and the size limit
     /// before the document is sliced, then the document is validated completely.
-    pub(crate) fn document(&mut self, context: &'static str, limits: &Limits) -> Result<RawDoc, WireError> {
+    pub(crate) fn document(
+        &mut self,
+        context: &'static str,
+        limits: &Limits,
+    ) -> Result<RawDoc, WireError> {
         let rest = &self.buf[self.pos..];
         if rest.len() < 4 {
             return Err(WireError::Truncated { what: context });
@@ -98,11 +105,20 @@ impl Reader {
             fault: crate::BsonFault::LengthMismatch,
         })?;
         if len > limits.max_document_size {
-            return Err(WireError::DocumentTooLarge { context, size: len, max: limits.max_document_size });
+            return Err(WireError::DocumentTooLarge {
+                context,
+                size: len,
+                max: limits.max_document_size,
+            });
         }
         let bytes = self.bytes(len, context)?;
-        RawDoc::from_bytes(bytes, limits.max_bson_depth)
-            .map_err(|(offset, fault)| WireError::InvalidBson { context, offset, fault })
+        RawDoc::from_bytes(bytes, limits.max_bson_depth).map_err(|(offset, fault)| {
+            WireError::InvalidBson {
+                context,
+                offset,
+                fault,
+            }
+        })
     }
 
     /// Fails when bytes remain: every message kind must be consumed exactly.

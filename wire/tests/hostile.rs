@@ -3,7 +3,8 @@
 use bson::rawdoc;
 use bytes::{BufMut, Bytes, BytesMut};
 use tenantgate_wire::{
-    BsonFault, Compressor, Limits, Message, MsgFlags, OpCompressed, OpMsg, OpReply, Payload, RawDoc, WireError,
+    BsonFault, Compressor, Limits, Message, MsgFlags, OpCompressed, OpMsg, OpReply, Payload,
+    RawDoc, WireError,
 };
 
 fn doc(d: bson::RawDocumentBuf) -> RawDoc {
@@ -11,7 +12,11 @@ fn doc(d: bson::RawDocumentBuf) -> RawDoc {
 }
 
 fn ping() -> Message {
-    Message::new(7, 0, Payload::Msg(OpMsg::new(doc(rawdoc! { "ping": 1, "$db": "admin" }))))
+    Message::new(
+        7,
+        0,
+        Payload::Msg(OpMsg::new(doc(rawdoc! { "ping": 1, "$db": "admin" }))),
+    )
 }
 
 fn decode(bytes: impl Into<Bytes>) -> Result<Message, WireError> {
@@ -38,23 +43,41 @@ fn body_section(d: &RawDoc) -> Vec<u8> {
 
 #[test]
 fn checksum_is_verified_and_recomputed() {
-    let mut op = OpMsg::new(doc(rawdoc! { "find": "payments", "filter": { "tenantId": "bank1" }, "$db": "p" }));
-    op.set_flags(MsgFlags::default().with(MsgFlags::CHECKSUM_PRESENT, true)).expect("known flag");
+    let mut op = OpMsg::new(doc(
+        rawdoc! { "find": "payments", "filter": { "tenantId": "bank1" }, "$db": "p" },
+    ));
+    op.set_flags(MsgFlags::default().with(MsgFlags::CHECKSUM_PRESENT, true))
+        .expect("known flag");
     let msg = Message::new(1, 0, Payload::Msg(op));
     let bytes = msg.to_bytes().expect("encodes");
     assert_eq!(decode(bytes.clone()).expect("valid checksum"), msg);
-    assert_eq!(&bytes[bytes.len() - 4..], &crc32c::crc32c(&bytes[..bytes.len() - 4]).to_le_bytes());
+    assert_eq!(
+        &bytes[bytes.len() - 4..],
+        &crc32c::crc32c(&bytes[..bytes.len() - 4]).to_le_bytes()
+    );
 
     // Tamper with the filter value: "bank1" -> "bank2". The checksum no longer matches.
     let mut tampered = bytes.to_vec();
-    let at = tampered.windows(5).position(|w| w == b"bank1").expect("value present");
+    let at = tampered
+        .windows(5)
+        .position(|w| w == b"bank1")
+        .expect("value present");
     tampered[at + 4] = b'2';
-    assert!(matches!(decode(tampered), Err(WireError::ChecksumMismatch { .. })));
+    assert!(matches!(
+        decode(tampered),
+        Err(WireError::ChecksumMismatch { .. })
+    ));
 
     // A rewrite re-encodes with a fresh checksum that verifies.
-    let Payload::Msg(mut op) = msg.payload else { unreachable!() };
-    op.set_body(doc(rawdoc! { "find": "payments", "filter": { "tenantId": "bank2" }, "$db": "p" }));
-    let rewritten = Message::new(1, 0, Payload::Msg(op)).to_bytes().expect("encodes");
+    let Payload::Msg(mut op) = msg.payload else {
+        unreachable!()
+    };
+    op.set_body(doc(
+        rawdoc! { "find": "payments", "filter": { "tenantId": "bank2" }, "$db": "p" },
+    ));
+    let rewritten = Message::new(1, 0, Payload::Msg(op))
+        .to_bytes()
+        .expect("encodes");
     assert!(decode(rewritten).is_ok());
 }
 
@@ -67,29 +90,47 @@ fn checksum_flag_without_room_for_a_checksum_is_truncated() {
 #[test]
 fn unknown_required_flag_bits_are_refused() {
     let body = body_section(&doc(rawdoc! { "ping": 1 }));
-    assert!(matches!(decode(raw_op_msg(1 << 3, &body)), Err(WireError::UnknownFlags { op: "OP_MSG", .. })));
-    assert!(decode(raw_op_msg(1 << 20, &body)).is_ok(), "optional bits are ignored, as the spec requires");
+    assert!(matches!(
+        decode(raw_op_msg(1 << 3, &body)),
+        Err(WireError::UnknownFlags { op: "OP_MSG", .. })
+    ));
+    assert!(
+        decode(raw_op_msg(1 << 20, &body)).is_ok(),
+        "optional bits are ignored, as the spec requires"
+    );
 }
 
 #[test]
 fn section_errors() {
     let d = doc(rawdoc! { "insert": "c", "$db": "p" });
     // no body
-    assert_eq!(decode(raw_op_msg(0, &[])), Err(WireError::BodySectionCount(0)));
+    assert_eq!(
+        decode(raw_op_msg(0, &[])),
+        Err(WireError::BodySectionCount(0))
+    );
     // two bodies
     let mut two = body_section(&d);
     two.extend(body_section(&d));
-    assert_eq!(decode(raw_op_msg(0, &two)), Err(WireError::BodySectionCount(2)));
+    assert_eq!(
+        decode(raw_op_msg(0, &two)),
+        Err(WireError::BodySectionCount(2))
+    );
     // unknown kind
     let mut kind2 = body_section(&d);
     kind2.push(2);
-    assert_eq!(decode(raw_op_msg(0, &kind2)), Err(WireError::UnknownSectionKind(2)));
+    assert_eq!(
+        decode(raw_op_msg(0, &kind2)),
+        Err(WireError::UnknownSectionKind(2))
+    );
     // sequence whose size runs past the message
     let mut seq = body_section(&d);
     seq.push(1);
     seq.extend_from_slice(&1000i32.to_le_bytes());
     seq.extend_from_slice(b"documents\0");
-    assert!(matches!(decode(raw_op_msg(0, &seq)), Err(WireError::Truncated { .. })));
+    assert!(matches!(
+        decode(raw_op_msg(0, &seq)),
+        Err(WireError::Truncated { .. })
+    ));
     // sequence whose size is negative or too small for the identifier
     for size in [-1i32, 0, 4] {
         let mut s = body_section(&d);
@@ -111,16 +152,33 @@ fn section_errors() {
     s.push(1);
     s.extend_from_slice(&7i32.to_le_bytes());
     s.extend_from_slice(b"abc");
-    assert!(matches!(decode(raw_op_msg(0, &s)), Err(WireError::InvalidCString { .. })));
+    assert!(matches!(
+        decode(raw_op_msg(0, &s)),
+        Err(WireError::InvalidCString { .. })
+    ));
 }
 
 #[test]
 fn bad_bson_in_the_body_is_refused() {
-    let mut body = body_section(&doc(rawdoc! { "find": "c", "filter": { "tenantId": "bank1" } }));
-    let at = body.iter().position(|&b| b == 0x03).expect("embedded document type byte");
+    let mut body = body_section(&doc(
+        rawdoc! { "find": "c", "filter": { "tenantId": "bank1" } },
+    ));
+    let at = body
+        .iter()
+        .position(|&b| b == 0x03)
+        .expect("embedded document type byte");
     body[at] = 0x42;
     let err = decode(raw_op_msg(0, &body)).expect_err("unknown element type");
-    assert!(matches!(err, WireError::InvalidBson { fault: BsonFault::UnknownElementType(0x42), .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            WireError::InvalidBson {
+                fault: BsonFault::UnknownElementType(0x42),
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -135,24 +193,45 @@ fn deep_nesting_and_oversized_documents_are_refused() {
         v.extend_from_slice(deep.as_bytes());
         v
     });
-    assert!(matches!(decode(frame), Err(WireError::InvalidBson { fault: BsonFault::TooDeep, .. })));
+    assert!(matches!(
+        decode(frame),
+        Err(WireError::InvalidBson {
+            fault: BsonFault::TooDeep,
+            ..
+        })
+    ));
 
-    let small = Limits { max_document_size: 64, ..Limits::default() };
+    let small = Limits {
+        max_document_size: 64,
+        ..Limits::default()
+    };
     let big = doc(rawdoc! { "pad": "x".repeat(100) });
     let frame = raw_op_msg(0, &body_section(&big));
-    assert!(matches!(Message::decode(frame.freeze(), &small), Err(WireError::DocumentTooLarge { .. })));
+    assert!(matches!(
+        Message::decode(frame.freeze(), &small),
+        Err(WireError::DocumentTooLarge { .. })
+    ));
 }
 
 #[test]
 fn header_lengths_must_match_the_frame() {
     let mut bytes = ping().to_bytes().expect("encodes").to_vec();
     bytes.push(0);
-    assert!(matches!(decode(bytes.clone()), Err(WireError::LengthMismatch { .. })));
+    assert!(matches!(
+        decode(bytes.clone()),
+        Err(WireError::LengthMismatch { .. })
+    ));
     bytes.truncate(10);
-    assert!(matches!(decode(bytes), Err(WireError::MessageTooShort { .. })));
+    assert!(matches!(
+        decode(bytes),
+        Err(WireError::MessageTooShort { .. })
+    ));
     let mut negative = ping().to_bytes().expect("encodes").to_vec();
     negative[..4].copy_from_slice(&(-20i32).to_le_bytes());
-    assert!(matches!(decode(negative), Err(WireError::MessageTooShort { .. })));
+    assert!(matches!(
+        decode(negative),
+        Err(WireError::MessageTooShort { .. })
+    ));
 }
 
 #[test]
@@ -166,19 +245,31 @@ fn legacy_crud_opcodes_are_refused() {
 
 #[test]
 fn op_reply_count_must_match() {
-    let reply = Message::new(1, 7, Payload::Reply(OpReply::single(doc(rawdoc! { "ok": 1.0 }))));
+    let reply = Message::new(
+        1,
+        7,
+        Payload::Reply(OpReply::single(doc(rawdoc! { "ok": 1.0 }))),
+    );
     let mut bytes = reply.to_bytes().expect("encodes").to_vec();
     bytes[16 + 16..16 + 20].copy_from_slice(&5i32.to_le_bytes());
-    assert!(matches!(decode(bytes), Err(WireError::ReplyCountMismatch { declared: 5, actual: 1 })));
+    assert!(matches!(
+        decode(bytes),
+        Err(WireError::ReplyCountMismatch {
+            declared: 5,
+            actual: 1
+        })
+    ));
 }
 
 #[test]
 fn op_query_with_trailing_garbage_is_refused() {
-    let bytes = Bytes::from(std::fs::read(format!(
-        "{}/tests/fixtures/handshake_op_query.bin",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("fixture"));
+    let bytes = Bytes::from(
+        std::fs::read(format!(
+            "{}/tests/fixtures/handshake_op_query.bin",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture"),
+    );
     let mut padded = bytes.to_vec();
     padded.extend_from_slice(&[1, 2, 3]);
     let len = padded.len() as i32;
@@ -186,7 +277,10 @@ fn op_query_with_trailing_garbage_is_refused() {
     assert!(decode(padded).is_err());
     let mut reserved = bytes.to_vec();
     reserved[16] |= 1; // reserved bit 0
-    assert!(matches!(decode(reserved), Err(WireError::UnknownFlags { op: "OP_QUERY", .. })));
+    assert!(matches!(
+        decode(reserved),
+        Err(WireError::UnknownFlags { op: "OP_QUERY", .. })
+    ));
 }
 
 fn compressed_frame(original: i32, size: i32, compressor: u8, payload: &[u8]) -> BytesMut {
@@ -208,34 +302,70 @@ fn decompression_bombs_are_refused_before_decompressing() {
     let zeros = vec![0u8; 40_000_000];
     let packed = Compressor::Zstd.compress(&zeros).expect("compresses");
     assert!(packed.len() < 100_000);
-    let tight = Limits { max_message_size: 1_000_000, ..Limits::default() };
+    let tight = Limits {
+        max_message_size: 1_000_000,
+        ..Limits::default()
+    };
     let frame = compressed_frame(2013, 40_000_000, 3, &packed).freeze();
     let err = Message::decode(frame, &tight).expect_err("over the limit");
-    assert!(matches!(err, WireError::InvalidUncompressedSize { .. }), "{err}");
+    assert!(
+        matches!(err, WireError::InvalidUncompressedSize { .. }),
+        "{err}"
+    );
 
     // Declared under the limit but the stream expands further: stops one byte past and fails.
     let frame = compressed_frame(2013, 1_000, 3, &packed).freeze();
     let msg = decode(frame).expect("frame itself is well-formed");
-    assert!(matches!(msg.decompressed(&Limits::default()), Err(WireError::Decompression { .. })));
+    assert!(matches!(
+        msg.decompressed(&Limits::default()),
+        Err(WireError::Decompression { .. })
+    ));
 
     // Negative and impossible sizes.
-    assert!(matches!(decode(compressed_frame(2013, -1, 3, &packed)), Err(WireError::InvalidUncompressedSize { .. })));
-    assert!(matches!(decode(compressed_frame(2013, 48_000_000, 1, &[0; 8])), Err(WireError::InvalidUncompressedSize { .. })));
+    assert!(matches!(
+        decode(compressed_frame(2013, -1, 3, &packed)),
+        Err(WireError::InvalidUncompressedSize { .. })
+    ));
+    assert!(matches!(
+        decode(compressed_frame(2013, 48_000_000, 1, &[0; 8])),
+        Err(WireError::InvalidUncompressedSize { .. })
+    ));
     // snappy cannot expand 8 bytes into 10 MB: refused by ratio before allocating
     let frame = decode(compressed_frame(2013, 10_000_000, 1, &[0; 8])).expect("well-formed frame");
-    assert!(matches!(frame.decompressed(&Limits::default()), Err(WireError::InvalidUncompressedSize { .. })));
+    assert!(matches!(
+        frame.decompressed(&Limits::default()),
+        Err(WireError::InvalidUncompressedSize { .. })
+    ));
 }
 
 #[test]
 fn compressed_header_errors() {
     let inner = ping();
-    let OpCompressed { compressed, uncompressed_size, .. } =
-        OpCompressed::compress(&inner, Compressor::Zlib).expect("compresses");
-    assert_eq!(decode(compressed_frame(2013, uncompressed_size, 9, &compressed)), Err(WireError::UnknownCompressor(9)));
-    assert_eq!(decode(compressed_frame(2012, uncompressed_size, 2, &compressed)), Err(WireError::NestedCompression));
-    assert_eq!(decode(compressed_frame(2002, uncompressed_size, 2, &compressed)), Err(WireError::UnsupportedOpCode(2002)));
+    let OpCompressed {
+        compressed,
+        uncompressed_size,
+        ..
+    } = OpCompressed::compress(&inner, Compressor::Zlib).expect("compresses");
+    assert_eq!(
+        decode(compressed_frame(2013, uncompressed_size, 9, &compressed)),
+        Err(WireError::UnknownCompressor(9))
+    );
+    assert_eq!(
+        decode(compressed_frame(2012, uncompressed_size, 2, &compressed)),
+        Err(WireError::NestedCompression)
+    );
+    assert_eq!(
+        decode(compressed_frame(2002, uncompressed_size, 2, &compressed)),
+        Err(WireError::UnsupportedOpCode(2002))
+    );
     let ok = decode(compressed_frame(2013, uncompressed_size, 2, &compressed)).expect("valid");
-    assert_eq!(ok.decompressed(&Limits::default()).expect("decompresses").0.payload, inner.payload);
+    assert_eq!(
+        ok.decompressed(&Limits::default())
+            .expect("decompresses")
+            .0
+            .payload,
+        inner.payload
+    );
     // wrapped bytes that are not a valid OP_MSG
     let junk = Compressor::Zlib.compress(&[9u8; 40]).expect("compresses");
     let msg = decode(compressed_frame(2013, 40, 2, &junk)).expect("frame is well-formed");
@@ -244,11 +374,27 @@ fn compressed_header_errors() {
 
 #[test]
 fn compressed_replies_round_trip_in_both_directions() {
-    let reply = Message::new(9, 7, Payload::Msg(OpMsg::new(doc(rawdoc! { "ok": 1.0, "n": 3 }))));
-    for c in [Compressor::Noop, Compressor::Snappy, Compressor::Zlib, Compressor::Zstd] {
-        let wire = reply.compressed(c).expect("compresses").to_bytes().expect("encodes");
+    let reply = Message::new(
+        9,
+        7,
+        Payload::Msg(OpMsg::new(doc(rawdoc! { "ok": 1.0, "n": 3 }))),
+    );
+    for c in [
+        Compressor::Noop,
+        Compressor::Snappy,
+        Compressor::Zlib,
+        Compressor::Zstd,
+    ] {
+        let wire = reply
+            .compressed(c)
+            .expect("compresses")
+            .to_bytes()
+            .expect("encodes");
         let back = decode(wire).expect("decodes");
         assert_eq!((back.request_id, back.response_to), (9, 7));
-        assert_eq!(back.decompressed(&Limits::default()).expect("decompresses"), (reply.clone(), Some(c)));
+        assert_eq!(
+            back.decompressed(&Limits::default()).expect("decompresses"),
+            (reply.clone(), Some(c))
+        );
     }
 }

@@ -5,8 +5,8 @@ use bson::{Bson, Document, RawDocumentBuf};
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use tenantgate_wire::{
-    Compressor, DocumentSequence, Limits, Message, MsgFlags, OpMsg, OpQuery, OpReply, Payload, QueryFlags, RawDoc,
-    ReplyFlags, Section, split_frame,
+    Compressor, DocumentSequence, Limits, Message, MsgFlags, OpMsg, OpQuery, OpReply, Payload,
+    QueryFlags, RawDoc, ReplyFlags, Section, split_frame,
 };
 
 fn arb_key() -> impl Strategy<Value = String> {
@@ -23,8 +23,12 @@ fn arb_leaf() -> impl Strategy<Value = Bson> {
         Just(Bson::Null),
         any::<[u8; 12]>().prop_map(|b| Bson::ObjectId(bson::oid::ObjectId::from_bytes(b))),
         any::<i64>().prop_map(|t| Bson::DateTime(bson::DateTime::from_millis(t))),
-        proptest::collection::vec(any::<u8>(), 0..16)
-            .prop_map(|bytes| Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes })),
+        proptest::collection::vec(any::<u8>(), 0..16).prop_map(|bytes| Bson::Binary(
+            bson::Binary {
+                subtype: bson::spec::BinarySubtype::Generic,
+                bytes
+            }
+        )),
     ]
 }
 
@@ -47,9 +51,18 @@ fn arb_doc() -> impl Strategy<Value = RawDoc> {
 }
 
 fn arb_op_msg() -> impl Strategy<Value = OpMsg> {
-    let seq = ("[a-zA-Z]{1,10}", proptest::collection::vec(arb_doc(), 0..5))
-        .prop_map(|(identifier, documents)| DocumentSequence { identifier, documents });
-    (any::<(bool, bool, bool)>(), arb_doc(), proptest::collection::vec(seq, 0..3), any::<prop::sample::Index>())
+    let seq = ("[a-zA-Z]{1,10}", proptest::collection::vec(arb_doc(), 0..5)).prop_map(
+        |(identifier, documents)| DocumentSequence {
+            identifier,
+            documents,
+        },
+    );
+    (
+        any::<(bool, bool, bool)>(),
+        arb_doc(),
+        proptest::collection::vec(seq, 0..3),
+        any::<prop::sample::Index>(),
+    )
         .prop_map(|((crc, more, exhaust), body, seqs, at)| {
             let flags = MsgFlags::default()
                 .with(MsgFlags::CHECKSUM_PRESENT, crc)
@@ -65,7 +78,14 @@ fn arb_op_msg() -> impl Strategy<Value = OpMsg> {
 fn arb_payload() -> impl Strategy<Value = Payload> {
     prop_oneof![
         arb_op_msg().prop_map(Payload::Msg),
-        (0u32..=0x7f, "[a-z]{1,8}\\.\\$?[a-z]{1,8}", any::<i32>(), any::<i32>(), arb_doc(), proptest::option::of(arb_doc()))
+        (
+            0u32..=0x7f,
+            "[a-z]{1,8}\\.\\$?[a-z]{1,8}",
+            any::<i32>(),
+            any::<i32>(),
+            arb_doc(),
+            proptest::option::of(arb_doc())
+        )
             .prop_map(|(f, name, skip, ret, query, sel)| Payload::Query(OpQuery {
                 flags: QueryFlags::from_bits(f << 1).expect("known bits"),
                 full_collection_name: name,
@@ -74,14 +94,20 @@ fn arb_payload() -> impl Strategy<Value = Payload> {
                 query,
                 return_fields_selector: sel,
             })),
-        (0u32..16, any::<i64>(), any::<i32>(), proptest::collection::vec(arb_doc(), 0..4)).prop_map(
-            |(f, cursor_id, starting_from, documents)| Payload::Reply(OpReply {
-                flags: ReplyFlags::from_bits(f).expect("known bits"),
-                cursor_id,
-                starting_from,
-                documents
-            })
-        ),
+        (
+            0u32..16,
+            any::<i64>(),
+            any::<i32>(),
+            proptest::collection::vec(arb_doc(), 0..4)
+        )
+            .prop_map(
+                |(f, cursor_id, starting_from, documents)| Payload::Reply(OpReply {
+                    flags: ReplyFlags::from_bits(f).expect("known bits"),
+                    cursor_id,
+                    starting_from,
+                    documents
+                })
+            ),
     ]
 }
 
@@ -90,13 +116,21 @@ fn arb_message() -> impl Strategy<Value = Message> {
 }
 
 fn arb_compressor() -> impl Strategy<Value = Compressor> {
-    prop_oneof![Just(Compressor::Noop), Just(Compressor::Snappy), Just(Compressor::Zlib), Just(Compressor::Zstd)]
+    prop_oneof![
+        Just(Compressor::Noop),
+        Just(Compressor::Snappy),
+        Just(Compressor::Zlib),
+        Just(Compressor::Zstd)
+    ]
 }
 
-/// Decodes everything a frame could lead to, including decompression; must never panic.
+/// Decodes everything a frame could lead to, including decompression; must never panic, and
+/// whatever decodes must re-encode to exactly the bytes it came from (the encoding is canonical,
+/// so a forwarded message can never say something its decoded form did not).
 fn decode_all(bytes: Bytes) {
     let limits = Limits::default();
-    if let Ok(msg) = Message::decode(bytes, &limits) {
+    if let Ok(msg) = Message::decode(bytes.clone(), &limits) {
+        assert_eq!(msg.to_bytes().expect("decoded messages encode"), bytes);
         let _ = msg.decompressed(&limits);
     }
 }

@@ -1,0 +1,3 @@
+//! Subcommands of the `tenantgate` binary, one module each.
+
+pub mod wire;
