@@ -197,13 +197,10 @@ fn validate_at(doc: &[u8], base: usize, depth: u32, max_depth: u32) -> Result<()
         let element_at = i;
         let ty = doc[i];
         i += 1;
-        let key_len = doc[i..end]
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(fail(base + element_at, BsonFault::Truncated))?;
-        std::str::from_utf8(&doc[i..i + key_len])
-            .map_err(|_| fail(base + i, BsonFault::InvalidUtf8))?;
-        i += key_len + 1;
+        i += cstring_len(&doc[i..end], base + i).map_err(|e| match e.fault {
+            BsonFault::Truncated => fail(base + element_at, BsonFault::Truncated),
+            _ => e,
+        })?;
         let value = &doc[i..end];
         let at = base + i;
         let need = |n: usize| {
@@ -270,13 +267,14 @@ fn validate_at(doc: &[u8], base: usize, depth: u32, max_depth: u32) -> Result<()
     Ok(())
 }
 
-/// Length of a C string including its NUL, checking UTF-8.
+/// Length of a C string including its NUL, checking UTF-8. Keys are almost always ASCII, which
+/// is checked a word at a time; only other keys pay for full UTF-8 validation.
 fn cstring_len(value: &[u8], at: usize) -> Result<usize, Invalid> {
-    let n = value
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or(fail(at, BsonFault::Truncated))?;
-    std::str::from_utf8(&value[..n]).map_err(|_| fail(at, BsonFault::InvalidUtf8))?;
+    let n = memchr::memchr(0, value).ok_or(fail(at, BsonFault::Truncated))?;
+    let text = &value[..n];
+    if !text.is_ascii() {
+        std::str::from_utf8(text).map_err(|_| fail(at, BsonFault::InvalidUtf8))?;
+    }
     Ok(n + 1)
 }
 
@@ -294,7 +292,10 @@ fn string_len(value: &[u8], at: usize) -> Result<usize, Invalid> {
     if value[total - 1] != 0 {
         return Err(fail(at, BsonFault::InvalidString));
     }
-    std::str::from_utf8(&value[4..total - 1]).map_err(|_| fail(at, BsonFault::InvalidUtf8))?;
+    let text = &value[4..total - 1];
+    if !text.is_ascii() {
+        std::str::from_utf8(text).map_err(|_| fail(at, BsonFault::InvalidUtf8))?;
+    }
     Ok(total)
 }
 
