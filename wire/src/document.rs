@@ -91,6 +91,28 @@ impl RawDoc {
         Self::from_bytes(Bytes::from(doc.into_bytes()), crate::MAX_BSON_DEPTH)
     }
 
+    /// Wraps a document that is well-formed by construction: built through the `bson` crate's
+    /// append API, or derived from a validated `RawDoc` by appending well-formed elements. Skips
+    /// the validation pass (the policy engine's per-document rewrites would otherwise pay for
+    /// every document twice); debug builds still validate, and the length prefix and trailing
+    /// NUL that [`RawDoc::as_raw`] relies on are always checked.
+    pub fn from_built(doc: RawDocumentBuf) -> Result<Self, (usize, BsonFault)> {
+        let bytes = doc.into_bytes();
+        debug_assert!(
+            validate(&bytes, u32::MAX).is_ok(),
+            "from_built given an invalid document"
+        );
+        if bytes.len() < 5 || bytes[bytes.len() - 1] != 0 {
+            return Err((0, BsonFault::MissingTerminator));
+        }
+        if usize::try_from(i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])).ok()
+            != Some(bytes.len())
+        {
+            return Err((0, BsonFault::LengthMismatch));
+        }
+        Ok(RawDoc(Bytes::from(bytes)))
+    }
+
     /// The document as a borrowed raw BSON view.
     pub fn as_raw(&self) -> &RawDocument {
         // `validate` checked exactly what `from_bytes` checks (length prefix equals the slice

@@ -1,0 +1,290 @@
+//! The entry point: one command from one principal in, one [`Outcome`] out.
+//!
+//! Order of checks, for every command: the body names a command and a `$db`; hygiene (duplicate
+//! keys, JavaScript, sequence identifiers); tenantgate's comment options; then either the tenant
+//! rules (a tenant principal, or `super_admin` acting as a tenant) or the `super_admin` bypass,
+//! which forwards the command untouched and audits it. Everything not explicitly handled is
+//! rejected.
+
+use bson::{DateTime, RawDocument};
+use tenantgate_wire::{DocumentSequence, OpMsg, RawDoc};
+
+use crate::audit::{AuditKind, AuditRecord, command_shape};
+use crate::config::{CollectionMode, CollectionPolicy, PolicyConfig};
+use crate::decision::{Decision, Forward, Outcome, Rejection, ReplyShape, Rule};
+use crate::filter::Mentions;
+use crate::options::{self, Options};
+use crate::principal::Principal;
+use crate::rewrite;
+use crate::scope::Scope;
+use crate::update::{Stamp, WriteRules};
+use crate::{admin, hygiene};
+
+/// Everything the engine knows besides the command.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// Who sent the command.
+    pub principal: &'a Principal,
+    /// The policy configuration (validated).
+    pub config: &'a PolicyConfig,
+    /// The current time (injected so tests are deterministic; soft deletes and stamps use it).
+    pub now: DateTime,
+}
+
+/// One command as the engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'a> {
+    pub name: &'a str,
+    pub db: &'a str,
+    pub raw: &'a RawDoc,
+    pub body: &'a RawDocument,
+    pub sequences: &'a [DocumentSequence],
+}
+
+/// The tenant rules' view of one command.
+#[derive(Debug, Clone)]
+pub(crate) struct Tenant<'a> {
+    pub tenant: &'a str,
+    pub config: &'a PolicyConfig,
+    pub now: DateTime,
+    pub options: Options,
+}
+
+impl<'a> Tenant<'a> {
+    pub(crate) fn mentions(&self) -> Mentions<'_> {
+        Mentions {
+            tenant: self.tenant,
+            tenant_field: &self.config.tenant_field,
+        }
+    }
+
+    /// Checks a collection name a tenant command targets.
+    pub(crate) fn collection<'c>(
+        &self,
+        name: &'c str,
+    ) -> Result<(&'c str, &'a CollectionPolicy), Rejection> {
+        if name.is_empty() || name.starts_with("system.") || name.contains('$') {
+            return Err(Rejection::new(
+                Rule::CollectionNotAllowed,
+                format!("collection '{name}' is not open to tenants"),
+            ));
+        }
+        let policy = self.config.collection(name);
+        match policy.mode {
+            CollectionMode::Admin => Err(Rejection::new(
+                Rule::CollectionNotAllowed,
+                format!("collection '{name}' is reserved for super_admin"),
+            )),
+            _ => Ok((name, policy)),
+        }
+    }
+
+    /// The scope of a read of `name`.
+    pub(crate) fn read_scope(&self, name: &str) -> Result<Scope<'_>, Rejection> {
+        let (_, policy) = self.collection(name)?;
+        if policy.mode == CollectionMode::View {
+            return Err(Rejection::new(
+                Rule::ViewNotAllowed,
+                format!("'{name}' is a view; its pipeline would run with the view owner's reach"),
+            ));
+        }
+        Ok(self.scope_for(policy))
+    }
+
+    fn scope_for(&self, policy: &CollectionPolicy) -> Scope<'_> {
+        Scope {
+            tenant: self.tenant,
+            tenant_field: &self.config.tenant_field,
+            enforce_tenant: policy.mode == CollectionMode::Tenant,
+            soft_delete_field: (policy.soft_delete && !self.options.include_deleted)
+                .then_some(self.config.soft_delete_field.as_str()),
+        }
+    }
+
+    /// Access for a write to `name`: its scope (for filters), rules (for documents) and policy.
+    pub(crate) fn write_access(
+        &self,
+        name: &str,
+    ) -> Result<(Scope<'_>, WriteRules<'_>, &'a CollectionPolicy), Rejection> {
+        let (_, policy) = self.collection(name)?;
+        match policy.mode {
+            CollectionMode::Global => {
+                return Err(Rejection::new(
+                    Rule::GlobalWrite,
+                    format!("'{name}' is global: only super_admin writes it"),
+                ));
+            }
+            CollectionMode::View => {
+                return Err(Rejection::new(
+                    Rule::ViewNotAllowed,
+                    format!("'{name}' is a view"),
+                ));
+            }
+            _ => {}
+        }
+        let rules = WriteRules {
+            tenant: self.tenant,
+            tenant_field: &self.config.tenant_field,
+            stamp_tenant: true,
+            stamp: policy.timestamps.then_some(Stamp {
+                created_field: &self.config.created_at_field,
+                updated_field: &self.config.updated_at_field,
+                now: self.now,
+            }),
+        };
+        Ok((self.scope_for(policy), rules, policy))
+    }
+}
+
+/// Decides one OP_MSG.
+pub fn decide(msg: &OpMsg, ctx: &Context<'_>) -> Outcome {
+    decide_command(msg.body(), msg.sequences(), ctx)
+}
+
+/// Decides one command given as body and document sequences.
+pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Context<'_>) -> Outcome {
+    let raw = body.as_raw();
+    let name = body.first_key().unwrap_or("");
+    let audit_base =
+        |rule: Rule, kind: AuditKind, message: String, tenant: Option<&str>| AuditRecord {
+            kind,
+            rule,
+            principal: ctx.principal.name.clone(),
+            tenant: tenant.map(str::to_owned),
+            database: body.get_str("$db").map(str::to_owned),
+            collection: match raw.get(name) {
+                Ok(Some(bson::RawBsonRef::String(s))) => Some(s.to_owned()),
+                _ => None,
+            },
+            command: name.to_owned(),
+            message,
+            shape: command_shape(raw, sequences, ctx.config.audit_values),
+        };
+    let reject = |r: Rejection, tenant: Option<&str>| Outcome {
+        audit: Some(audit_base(
+            r.rule,
+            AuditKind::Rejection,
+            r.message.clone(),
+            tenant,
+        )),
+        decision: Decision::Reject(r),
+    };
+    let own_tenant = ctx.principal.tenant.as_ref().map(|t| t.as_str());
+
+    if name.is_empty() {
+        return reject(
+            Rejection::new(Rule::MalformedCommand, "the command body is empty"),
+            own_tenant,
+        );
+    }
+    let Some(db) = body.get_str("$db") else {
+        return reject(
+            Rejection::new(Rule::MalformedCommand, "the command has no string $db"),
+            own_tenant,
+        );
+    };
+    if let Err(r) = hygiene::check_command(raw, sequences) {
+        return reject(r, own_tenant);
+    }
+    let opts = match options::parse(raw) {
+        Ok(o) => o,
+        Err(r) => return reject(r, own_tenant),
+    };
+    let req = Request {
+        name,
+        db,
+        raw: body,
+        body: raw,
+        sequences,
+    };
+
+    // Who does the command run as?
+    let act_as = opts.act_as.clone();
+    let acting: Option<&str> = match (&ctx.principal.tenant, act_as.as_deref()) {
+        (Some(own), None) => Some(own.as_str()),
+        (Some(own), Some(asked)) if asked == own.as_str() => Some(own.as_str()),
+        (Some(_), Some(_)) => {
+            return reject(
+                Rejection::new(
+                    Rule::ActAsNotAllowed,
+                    "only super_admin may act as another tenant",
+                ),
+                own_tenant,
+            );
+        }
+        (None, Some(asked)) if ctx.principal.is_super_admin() => Some(asked),
+        (None, Some(_)) => {
+            return reject(
+                Rejection::new(
+                    Rule::ActAsNotAllowed,
+                    "only super_admin may act as a tenant",
+                ),
+                None,
+            );
+        }
+        (None, None) => None,
+    };
+
+    if let Some(reply) = admin::local_reply(&req, ctx, acting) {
+        return Outcome {
+            decision: Decision::Reply(reply),
+            audit: None,
+        };
+    }
+
+    match acting {
+        Some(tenant) => {
+            let t = Tenant {
+                tenant,
+                config: ctx.config,
+                now: ctx.now,
+                options: opts,
+            };
+            match rewrite::tenant_command(&req, &t) {
+                Ok(forward) => Outcome {
+                    decision: Decision::Forward(forward),
+                    audit: None,
+                },
+                Err(r) => reject(r, Some(tenant)),
+            }
+        }
+        None if ctx.principal.is_super_admin() => {
+            if !admin::super_admin_allows(name) {
+                return reject(
+                    Rejection::new(
+                        Rule::CommandNotAllowed,
+                        format!("'{name}' is not on the super_admin allowlist"),
+                    ),
+                    None,
+                );
+            }
+            let body = match rewrite::strip_options(&req, &opts) {
+                Ok(b) => b,
+                Err(r) => return reject(r, None),
+            };
+            let audit = admin::audited_bypass(name).then(|| {
+                audit_base(
+                    Rule::Bypass,
+                    AuditKind::Bypass,
+                    "super_admin command bypassed tenant scoping".into(),
+                    None,
+                )
+            });
+            Outcome {
+                decision: Decision::Forward(Forward {
+                    body,
+                    sequences: sequences.to_vec(),
+                    reply: ReplyShape::AsIs,
+                }),
+                audit,
+            }
+        }
+        None => reject(
+            Rejection::new(
+                Rule::NoTenant,
+                "the principal is bound to no tenant and holds no role",
+            ),
+            None,
+        ),
+    }
+}

@@ -1,0 +1,356 @@
+//! Override detection in query filters and aggregation expressions.
+//!
+//! The scoped filter ([`crate::scope`]) already makes escaping impossible; this module finds the
+//! *attempts*, so they are refused and audited rather than silently answered with nothing. A
+//! filter may name the tenant field only to say what the scope says anyway — `T`, `{$eq: T}`,
+//! `{$in: [T]}`, or in `$expr` exactly `{$eq: ["$tenantId", T]}`. Any other mention, anywhere
+//! (`$or`/`$and`/`$nor`/`$not`/`$elemMatch`, dotted paths, `$expr` field paths and `$getField`,
+//! `$jsonSchema`, `$ne`, `$in`, `$regex`…), is `tenant_override`. The check is deliberately
+//! conservative: a field named like the tenant field inside `$elemMatch` counts too.
+//!
+//! Unknown top-level query operators are refused (default deny).
+
+use bson::{RawBsonRef, RawDocument};
+
+use crate::decision::{Rejection, Rule};
+use crate::raw::{elements, items};
+
+/// Query operators allowed at the top level of a filter (besides field paths).
+const TOP_LEVEL_OPERATORS: [&str; 9] = [
+    "$and",
+    "$or",
+    "$nor",
+    "$expr",
+    "$jsonSchema",
+    "$text",
+    "$comment",
+    "$alwaysTrue",
+    "$alwaysFalse",
+];
+
+/// Names the engine needs while checking.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mentions<'a> {
+    pub tenant: &'a str,
+    pub tenant_field: &'a str,
+}
+
+fn override_attempt(m: &Mentions<'_>, detail: &str) -> Rejection {
+    Rejection::new(
+        Rule::TenantOverride,
+        format!(
+            "{detail} names '{}' with a value other than the caller's tenant",
+            m.tenant_field
+        ),
+    )
+}
+
+impl Mentions<'_> {
+    fn is_tenant_path(&self, path: &str) -> bool {
+        path == self.tenant_field
+            || (path.starts_with(self.tenant_field)
+                && path.as_bytes().get(self.tenant_field.len()) == Some(&b'.'))
+    }
+
+    /// A field-path string in an expression that reaches the tenant field.
+    fn is_tenant_ref(&self, s: &str) -> bool {
+        let Some(rest) = s.strip_prefix('$') else {
+            return false;
+        };
+        let rest = rest
+            .strip_prefix("$ROOT.")
+            .or_else(|| rest.strip_prefix("$CURRENT."))
+            .unwrap_or(rest);
+        !rest.starts_with('$') && self.is_tenant_path(rest)
+    }
+}
+
+/// Checks a query filter.
+pub(crate) fn check_filter(filter: &RawDocument, m: &Mentions<'_>) -> Result<(), Rejection> {
+    check_query(filter, m, false)
+}
+
+/// `negated`: under `$nor`, where even `tenantId: T` asks for *other* tenants' documents.
+fn check_query(filter: &RawDocument, m: &Mentions<'_>, negated: bool) -> Result<(), Rejection> {
+    for element in elements(filter) {
+        let (key, value) = element?;
+        if key.starts_with('$') {
+            let op = key;
+            match op {
+                "$and" | "$or" | "$nor" => {
+                    let RawBsonRef::Array(arr) = value else {
+                        return Err(Rejection::new(
+                            Rule::MalformedCommand,
+                            format!("{op} must be an array"),
+                        ));
+                    };
+                    for item in items(arr) {
+                        match item? {
+                            RawBsonRef::Document(d) => check_query(d, m, negated || op == "$nor")?,
+                            _ => {
+                                return Err(Rejection::new(
+                                    Rule::MalformedCommand,
+                                    format!("{op} must hold documents"),
+                                ));
+                            }
+                        }
+                    }
+                }
+                "$expr" => check_expression(value, m)?,
+                "$jsonSchema" => {
+                    if mentions_anywhere(value, m) {
+                        return Err(override_attempt(m, "$jsonSchema"));
+                    }
+                }
+                _ if TOP_LEVEL_OPERATORS.contains(&op) => {}
+                _ => {
+                    return Err(Rejection::new(
+                        Rule::UnknownField,
+                        format!("unknown top-level query operator {op}"),
+                    ));
+                }
+            }
+        } else if m.is_tenant_path(key) {
+            if negated || !is_own_tenant_condition(value, m) {
+                return Err(override_attempt(m, "the filter"));
+            }
+        } else {
+            check_field_condition(value, m)?;
+        }
+    }
+    Ok(())
+}
+
+/// `T`, `{$eq: T}` or `{$in: [T, …]}`.
+fn is_own_tenant_condition(value: RawBsonRef<'_>, m: &Mentions<'_>) -> bool {
+    match value {
+        RawBsonRef::String(s) => s == m.tenant,
+        RawBsonRef::Document(d) => {
+            let mut it = d.iter();
+            let (Some(Ok((op, v))), None) = (it.next(), it.next()) else {
+                return false;
+            };
+            match (op.as_str(), v) {
+                ("$eq", RawBsonRef::String(s)) => s == m.tenant,
+                ("$in", RawBsonRef::Array(a)) => {
+                    let mut any = false;
+                    for item in a {
+                        match item {
+                            Ok(RawBsonRef::String(s)) if s == m.tenant => any = true,
+                            _ => return false,
+                        }
+                    }
+                    any
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The value of a non-tenant field path: an equality literal, or an operator document whose
+/// nested queries (`$elemMatch`, `$not`, `$all` of `$elemMatch`) are checked in turn.
+fn check_field_condition(value: RawBsonRef<'_>, m: &Mentions<'_>) -> Result<(), Rejection> {
+    let RawBsonRef::Document(d) = value else {
+        return Ok(());
+    };
+    let is_operator_doc =
+        matches!(d.iter().next(), Some(Ok((k, _))) if k.as_str().starts_with('$'));
+    if !is_operator_doc {
+        // An equality match against an embedded document: literal data, but a key named like
+        // the tenant field inside it is still treated as an attempt.
+        return check_literal(d, m);
+    }
+    check_operators(d, m)
+}
+
+fn check_operators(ops: &RawDocument, m: &Mentions<'_>) -> Result<(), Rejection> {
+    for element in elements(ops) {
+        let (op, v) = element?;
+        match op {
+            "$elemMatch" => {
+                if let RawBsonRef::Document(inner) = v {
+                    let operator_form = matches!(inner.iter().next(), Some(Ok((k, _))) if k.as_str().starts_with('$'))
+                        && !matches!(inner.iter().next(), Some(Ok((k, _))) if matches!(k.as_str(), "$and" | "$or" | "$nor" | "$expr"));
+                    if operator_form {
+                        check_operators(inner, m)?
+                    } else {
+                        check_filter(inner, m)?
+                    }
+                }
+            }
+            "$not" => {
+                if let RawBsonRef::Document(inner) = v {
+                    check_operators(inner, m)?;
+                }
+            }
+            "$all" => {
+                if let RawBsonRef::Array(a) = v {
+                    for item in items(a) {
+                        if let RawBsonRef::Document(d) = item? {
+                            check_field_condition(RawBsonRef::Document(d), m)?;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_literal(d: &RawDocument, m: &Mentions<'_>) -> Result<(), Rejection> {
+    for element in elements(d) {
+        let (k, v) = element?;
+        if k == m.tenant_field && !matches!(v, RawBsonRef::String(s) if s == m.tenant) {
+            return Err(override_attempt(m, "an embedded document in the filter"));
+        }
+        if let RawBsonRef::Document(inner) = v {
+            check_literal(inner, m)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a key or string equal to the tenant field appears anywhere below `value`.
+fn mentions_anywhere(value: RawBsonRef<'_>, m: &Mentions<'_>) -> bool {
+    match value {
+        RawBsonRef::String(s) => s == m.tenant_field || m.is_tenant_ref(s),
+        RawBsonRef::Document(d) => d
+            .iter()
+            .flatten()
+            .any(|(k, v)| m.is_tenant_path(k.as_str()) || mentions_anywhere(v, m)),
+        RawBsonRef::Array(a) => a.into_iter().flatten().any(|v| mentions_anywhere(v, m)),
+        _ => false,
+    }
+}
+
+/// Checks an aggregation expression (`$expr`, `let`, stage expressions that filter).
+pub(crate) fn check_expression(value: RawBsonRef<'_>, m: &Mentions<'_>) -> Result<(), Rejection> {
+    match value {
+        RawBsonRef::String(s) if m.is_tenant_ref(s) => Err(override_attempt(m, "an expression")),
+        RawBsonRef::Array(a) => {
+            for item in items(a) {
+                check_expression(item?, m)?;
+            }
+            Ok(())
+        }
+        RawBsonRef::Document(d) => {
+            if is_own_tenant_expression(d, m) {
+                return Ok(());
+            }
+            for element in elements(d) {
+                let (k, v) = element?;
+                match k {
+                    "$literal" => {}
+                    "$getField" => {
+                        let field = match v {
+                            RawBsonRef::String(s) => Some(s),
+                            RawBsonRef::Document(args) => match args.get("field") {
+                                Ok(Some(RawBsonRef::String(s))) => Some(s),
+                                _ => None,
+                            },
+                            _ => None,
+                        };
+                        if field.is_some_and(|f| m.is_tenant_path(f)) {
+                            return Err(override_attempt(m, "$getField"));
+                        }
+                        check_expression(v, m)?;
+                    }
+                    _ => check_expression(v, m)?,
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `{$eq: ["$tenantId", T]}` or `{$eq: [T, "$tenantId"]}`.
+fn is_own_tenant_expression(d: &RawDocument, m: &Mentions<'_>) -> bool {
+    let mut it = d.iter();
+    let (Some(Ok((op, RawBsonRef::Array(args)))), None) = (it.next(), it.next()) else {
+        return false;
+    };
+    if op.as_str() != "$eq" {
+        return false;
+    }
+    let mut args = args.into_iter();
+    let (Some(Ok(RawBsonRef::String(a))), Some(Ok(RawBsonRef::String(b))), None) =
+        (args.next(), args.next(), args.next())
+    else {
+        return false;
+    };
+    (m.is_tenant_ref(a) && b == m.tenant) || (m.is_tenant_ref(b) && a == m.tenant)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::rawdoc;
+
+    const M: Mentions<'static> = Mentions {
+        tenant: "bank1",
+        tenant_field: "tenantId",
+    };
+
+    fn rule(f: bson::RawDocumentBuf) -> Option<Rule> {
+        check_filter(&f, &M).err().map(|r| r.rule)
+    }
+
+    #[test]
+    fn own_tenant_mentions_are_allowed() {
+        for f in [
+            rawdoc! {},
+            rawdoc! { "tenantId": "bank1" },
+            rawdoc! { "tenantId": { "$eq": "bank1" } },
+            rawdoc! { "tenantId": { "$in": ["bank1"] } },
+            rawdoc! { "$and": [ { "tenantId": "bank1" }, { "amount": { "$gt": 5 } } ] },
+            rawdoc! { "$expr": { "$eq": ["$tenantId", "bank1"] } },
+            rawdoc! { "$expr": { "$gt": ["$amount", 100] } },
+            rawdoc! { "items": { "$elemMatch": { "qty": { "$gt": 1 } } } },
+            rawdoc! { "scores": { "$elemMatch": { "$gte": 80, "$lt": 85 } } },
+            rawdoc! { "status": { "$not": { "$eq": "failed" } } },
+            rawdoc! { "$text": { "$search": "invoice" } },
+        ] {
+            assert_eq!(rule(f.clone()), None, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn every_other_mention_is_an_override() {
+        for f in [
+            rawdoc! { "tenantId": "bank2" },
+            rawdoc! { "tenantId": { "$ne": "bank1" } },
+            rawdoc! { "tenantId": { "$in": ["bank1", "bank2"] } },
+            rawdoc! { "tenantId": { "$nin": ["bank1"] } },
+            rawdoc! { "tenantId": { "$regex": "bank" } },
+            rawdoc! { "tenantId": { "$exists": true } },
+            rawdoc! { "tenantId": { "$gt": "" } },
+            rawdoc! { "tenantId": { "$eq": "bank1", "$ne": "x" } },
+            rawdoc! { "tenantId.x": 1 },
+            rawdoc! { "$or": [ { "tenantId": "bank2" }, { "a": 1 } ] },
+            rawdoc! { "$nor": [ { "tenantId": "bank1" } ] },
+            rawdoc! { "$and": [ { "$or": [ { "tenantId": { "$not": { "$eq": "bank1" } } } ] } ] },
+            rawdoc! { "items": { "$elemMatch": { "tenantId": "bank2" } } },
+            rawdoc! { "$expr": { "$ne": ["$tenantId", "bank1"] } },
+            rawdoc! { "$expr": { "$eq": ["$$ROOT.tenantId", "bank2"] } },
+            rawdoc! { "$expr": { "$eq": [{ "$getField": "tenantId" }, "bank2"] } },
+            rawdoc! { "$expr": { "$in": ["$tenantId", ["bank1", "bank2"]] } },
+            rawdoc! { "$jsonSchema": { "properties": { "tenantId": { "enum": ["bank2"] } } } },
+            rawdoc! { "meta": { "tenantId": "bank2" } },
+        ] {
+            assert_eq!(rule(f.clone()), Some(Rule::TenantOverride), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_top_level_operators_are_refused() {
+        assert_eq!(rule(rawdoc! { "$unknown": 1 }), Some(Rule::UnknownField));
+        assert_eq!(
+            rule(rawdoc! { "$or": { "a": 1 } }),
+            Some(Rule::MalformedCommand)
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! `explain` applies the same rules to the command it wraps; the explained command is rewritten
+//! exactly as if it had been sent on its own (so the plan shown is the plan that would run).
+
+use bson::RawBsonRef;
+use tenantgate_wire::RawDoc;
+
+use super::{no_sequences, rebuild, tenant_command};
+use crate::decision::{Forward, Rejection, ReplyShape, Rule};
+use crate::engine::{Request, Tenant};
+use crate::options;
+use crate::raw::{finish, key};
+
+const FIELDS: [&str; 1] = ["verbosity"];
+const EXPLAINABLE: [&str; 8] = [
+    "find",
+    "count",
+    "distinct",
+    "aggregate",
+    "update",
+    "delete",
+    "findAndModify",
+    "findandmodify",
+];
+
+pub(super) fn explain(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejection> {
+    no_sequences(req)?;
+    let Ok(Some(RawBsonRef::Document(inner))) = req.body.get("explain") else {
+        return Err(Rejection::new(
+            Rule::MalformedCommand,
+            "explain must wrap a command document",
+        ));
+    };
+    let inner_raw = RawDoc::from_raw(inner).map_err(|_| {
+        Rejection::new(
+            Rule::MalformedCommand,
+            "the explained command is not valid BSON",
+        )
+    })?;
+    let name = inner_raw.first_key().unwrap_or("");
+    if !EXPLAINABLE.contains(&name) {
+        return Err(Rejection::new(
+            Rule::CommandNotAllowed,
+            format!("'{name}' cannot be explained through tenantgate"),
+        ));
+    }
+    if let Some(db) = inner_raw.get_str("$db")
+        && db != req.db
+    {
+        return Err(Rejection::new(
+            Rule::CrossDatabase,
+            "the explained command names another database",
+        ));
+    }
+    let mut inner_options = options::parse(inner)?;
+    inner_options.include_deleted |= t.options.include_deleted;
+    let inner_tenant = Tenant {
+        tenant: t.tenant,
+        config: t.config,
+        now: t.now,
+        options: inner_options,
+    };
+    let inner_req = Request {
+        name,
+        db: req.db,
+        raw: &inner_raw,
+        body: inner,
+        sequences: &[],
+    };
+    let rewritten = tenant_command(&inner_req, &inner_tenant)?;
+    if !rewritten.sequences.is_empty() {
+        return Err(Rejection::new(
+            Rule::MalformedCommand,
+            "explained commands carry no document sequences",
+        ));
+    }
+    let mut first = true;
+    let out = rebuild(req, &t.options, None, &FIELDS, |k, v, out| {
+        out.append(key(k)?, v);
+        Ok(())
+    })?;
+    // Replace the first field (the original inner command) with the rewritten one.
+    let mut body = bson::RawDocumentBuf::new();
+    for element in crate::raw::elements(&out) {
+        let (k, v) = element?;
+        if first {
+            body.append(key(k)?, rewritten.body.as_raw());
+            first = false;
+        } else {
+            body.append(key(k)?, v);
+        }
+    }
+    Ok(Forward {
+        body: finish(body)?,
+        sequences: Vec::new(),
+        reply: ReplyShape::AsIs,
+    })
+}

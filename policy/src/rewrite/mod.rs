@@ -1,0 +1,228 @@
+//! The tenant rules, one command family per file.
+//!
+//! Each handler checks its command's fields against a list of the fields it understands
+//! (unknown fields are refused), rewrites what must be rewritten, and copies the rest. The
+//! generic fields every command may carry (sessions, transactions, read/write concern, API
+//! version) are handled here once.
+
+mod aggregate;
+mod catalog;
+mod cursor;
+mod delete;
+mod explain;
+mod find_and_modify;
+mod insert;
+mod pipeline;
+mod read;
+mod update;
+
+use bson::{RawBsonRef, RawDocumentBuf};
+use tenantgate_wire::RawDoc;
+
+use crate::decision::{Forward, Rejection, ReplyShape, Rule};
+use crate::engine::{Request, Tenant};
+use crate::options::Options;
+use crate::raw::{elements, finish, key};
+
+/// Fields any command may carry.
+pub(crate) const GENERIC_FIELDS: [&str; 14] = [
+    "$db",
+    "lsid",
+    "txnNumber",
+    "startTransaction",
+    "autocommit",
+    "$clusterTime",
+    "$readPreference",
+    "readConcern",
+    "writeConcern",
+    "maxTimeMS",
+    "comment",
+    "apiVersion",
+    "apiStrict",
+    "apiDeprecationErrors",
+];
+
+/// Commands answered by the proxy's connection handler; reaching the engine means a bug or a
+/// client sending them out of place.
+const PROXY_COMMANDS: [&str; 8] = [
+    "hello",
+    "isMaster",
+    "ismaster",
+    "saslStart",
+    "saslContinue",
+    "authenticate",
+    "logout",
+    "getnonce",
+];
+
+/// Applies the tenant rules to one command.
+pub(crate) fn tenant_command(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejection> {
+    let data_db = || {
+        if t.config.tenant_database(req.db) {
+            Ok(())
+        } else {
+            Err(Rejection::new(
+                Rule::DatabaseNotAllowed,
+                format!("database '{}' is not open to tenants", req.db),
+            ))
+        }
+    };
+    match req.name {
+        "find" | "count" | "distinct" => {
+            data_db()?;
+            read::read(req, t)
+        }
+        "aggregate" => {
+            data_db()?;
+            aggregate::aggregate(req, t)
+        }
+        "insert" => {
+            data_db()?;
+            insert::insert(req, t)
+        }
+        "update" => {
+            data_db()?;
+            update::update(req, t)
+        }
+        "delete" => {
+            data_db()?;
+            delete::delete(req, t)
+        }
+        "findAndModify" | "findandmodify" => {
+            data_db()?;
+            find_and_modify::find_and_modify(req, t)
+        }
+        "explain" => {
+            data_db()?;
+            explain::explain(req, t)
+        }
+        "getMore" | "killCursors" => {
+            data_db()?;
+            cursor::cursor(req, t)
+        }
+        "listCollections" | "listIndexes" => {
+            data_db()?;
+            catalog::catalog(req, t)
+        }
+        "endSessions" | "refreshSessions" | "commitTransaction" | "abortTransaction"
+        | "buildInfo" => unchanged_with_options(req, t),
+        "mapReduce" | "eval" | "$eval" => Err(Rejection::new(
+            Rule::Javascript,
+            format!("'{}' runs server-side JavaScript", req.name),
+        )),
+        name if PROXY_COMMANDS.contains(&name) => Err(Rejection::new(
+            Rule::CommandNotAllowed,
+            format!("'{name}' is answered by the proxy's handshake, not forwarded"),
+        )),
+        "bulkWrite" => Err(Rejection::new(
+            Rule::CommandNotAllowed,
+            "the cross-collection bulkWrite command is not available to tenants; use the collection-level bulk API",
+        )),
+        "create" => {
+            let view = req.body.get("viewOn").ok().flatten().is_some();
+            let rule = if view {
+                Rule::ViewNotAllowed
+            } else {
+                Rule::CommandNotAllowed
+            };
+            Err(Rejection::new(
+                rule,
+                "tenants may not create collections or views",
+            ))
+        }
+        name => Err(Rejection::new(
+            Rule::CommandNotAllowed,
+            format!("'{name}' is not on the tenant allowlist"),
+        )),
+    }
+}
+
+/// Forwards the command as it is, except for tenantgate's comment options.
+fn unchanged_with_options(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejection> {
+    Ok(Forward {
+        body: strip_options(req, &t.options)?,
+        sequences: req.sequences.to_vec(),
+        reply: ReplyShape::AsIs,
+    })
+}
+
+/// The body with tenantgate's comment options removed (the original when there were none).
+pub(crate) fn strip_options(req: &Request<'_>, options: &Options) -> Result<RawDoc, Rejection> {
+    if !options.present {
+        return Ok(req.raw.clone());
+    }
+    let mut out = RawDocumentBuf::new();
+    for element in elements(req.body) {
+        let (k, v) = element?;
+        if k == "comment" {
+            if let Some(rest) = &options.remaining {
+                out.append(key(k)?, rest);
+            }
+        } else {
+            out.append(key(k)?, v);
+        }
+    }
+    finish(out)
+}
+
+/// Rebuilds a command body field by field: the command name (renamed to `rename` if given) and
+/// generic fields are copied (the comment without tenantgate's options), fields in `known` go
+/// through `field`, which appends whatever should be forwarded, and anything else is refused as
+/// unknown.
+pub(crate) fn rebuild<'b>(
+    req: &Request<'b>,
+    options: &Options,
+    rename: Option<&str>,
+    known: &[&str],
+    mut field: impl FnMut(&str, RawBsonRef<'b>, &mut RawDocumentBuf) -> Result<(), Rejection>,
+) -> Result<RawDocumentBuf, Rejection> {
+    let mut out = RawDocumentBuf::new();
+    for (i, element) in elements(req.body).enumerate() {
+        let (k, v) = element?;
+        if i == 0 {
+            out.append(key(rename.unwrap_or(k))?, v);
+        } else if k == "comment" && options.present {
+            if let Some(rest) = &options.remaining {
+                out.append(key(k)?, rest);
+            }
+        } else if GENERIC_FIELDS.contains(&k) {
+            out.append(key(k)?, v);
+        } else if known.contains(&k) {
+            field(k, v, &mut out)?;
+        } else {
+            return Err(Rejection::new(
+                Rule::UnknownField,
+                format!(
+                    "'{k}' is not a field tenantgate understands for {}",
+                    req.name
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses document sequences on commands that take none.
+pub(crate) fn no_sequences(req: &Request<'_>) -> Result<(), Rejection> {
+    match req.sequences.first() {
+        None => Ok(()),
+        Some(s) => Err(Rejection::new(
+            Rule::UnknownField,
+            format!(
+                "document sequence '{}' is not understood for {}",
+                s.identifier, req.name
+            ),
+        )),
+    }
+}
+
+/// The collection a collection-level command targets (its first field's string value).
+pub(crate) fn target_collection<'b>(req: &Request<'b>) -> Result<&'b str, Rejection> {
+    match req.body.get(req.name) {
+        Ok(Some(RawBsonRef::String(s))) => Ok(s),
+        _ => Err(Rejection::new(
+            Rule::MalformedCommand,
+            format!("'{}' must name a collection as a string", req.name),
+        )),
+    }
+}

@@ -1,0 +1,83 @@
+//! `find`, `count` and `distinct`: the filter becomes the scoped filter.
+//!
+//! `count` without a query (what `estimatedDocumentCount` sends) gets the scope as its query, so
+//! it counts only the tenant's live documents.
+
+use bson::RawBsonRef;
+
+use super::{no_sequences, rebuild, target_collection};
+use crate::decision::{Forward, Rejection, ReplyShape, Rule};
+use crate::engine::{Request, Tenant};
+use crate::filter::{check_expression, check_filter};
+use crate::raw::{finish, key};
+
+const FIND_FIELDS: [&str; 20] = [
+    "filter",
+    "sort",
+    "projection",
+    "hint",
+    "skip",
+    "limit",
+    "batchSize",
+    "singleBatch",
+    "max",
+    "min",
+    "returnKey",
+    "showRecordId",
+    "tailable",
+    "noCursorTimeout",
+    "awaitData",
+    "allowPartialResults",
+    "collation",
+    "allowDiskUse",
+    "let",
+    "readOnce",
+];
+const COUNT_FIELDS: [&str; 6] = ["query", "limit", "skip", "hint", "collation", "fields"];
+const DISTINCT_FIELDS: [&str; 4] = ["key", "query", "collation", "hint"];
+
+pub(super) fn read(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejection> {
+    no_sequences(req)?;
+    let collection = target_collection(req)?;
+    let scope = t.read_scope(collection)?;
+    let m = t.mentions();
+    let (filter_field, known): (&str, &[&str]) = match req.name {
+        "find" => ("filter", &FIND_FIELDS),
+        "count" => ("query", &COUNT_FIELDS),
+        _ => ("query", &DISTINCT_FIELDS),
+    };
+    let mut saw_filter = false;
+    let mut out = rebuild(req, &t.options, None, known, |k, v, out| {
+        if k == filter_field {
+            let user = match v {
+                RawBsonRef::Document(d) => Some(d),
+                RawBsonRef::Null | RawBsonRef::Undefined => None,
+                _ => {
+                    return Err(Rejection::new(
+                        Rule::MalformedCommand,
+                        format!("{k} must be a document"),
+                    ));
+                }
+            };
+            if let Some(u) = user {
+                check_filter(u, &m)?;
+            }
+            out.append(key(k)?, scope.filter(user)?);
+            saw_filter = true;
+        } else {
+            if k == "let" {
+                check_expression(v, &m)?;
+            }
+            out.append(key(k)?, v);
+        }
+        Ok(())
+    })?;
+    if !saw_filter {
+        out.append(key(filter_field)?, scope.filter(None)?);
+    }
+    Ok(Forward {
+        body: finish(out)?,
+        sequences: Vec::new(),
+        reply: ReplyShape::AsIs,
+    })
+}
