@@ -24,6 +24,7 @@
 pub mod codec;
 mod compression;
 mod document;
+pub mod element;
 mod error;
 mod frame;
 mod header;
