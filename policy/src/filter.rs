@@ -3,7 +3,8 @@
 //! The scoped filter ([`crate::scope`]) already makes escaping impossible; this module finds the
 //! *attempts*, so they are refused and audited rather than silently answered with nothing. A
 //! filter may name the tenant field only to say what the scope says anyway — `T`, `{$eq: T}`,
-//! `{$in: [T]}`, or in `$expr` exactly `{$eq: ["$tenantId", T]}`. Any other mention, anywhere
+//! `{$in: [T]}`, or in `$expr` exactly `{$eq: ["$tenantId", T]}` (at its top or under its
+//! `$and`/`$or`, never negated or nested in another operator). Any other mention, anywhere
 //! (`$or`/`$and`/`$nor`/`$not`/`$elemMatch`, dotted paths, `$expr` field paths and `$getField`,
 //! `$jsonSchema`, `$ne`, `$in`, `$regex`…), is `tenant_override`. The check is deliberately
 //! conservative: a field named like the tenant field inside `$elemMatch` counts too.
@@ -96,7 +97,8 @@ fn check_query(filter: &RawDocument, m: &Mentions<'_>, negated: bool) -> Result<
                         }
                     }
                 }
-                "$expr" => check_expression(value, m)?,
+                // Under `$nor` the own-tenant equality asks for other tenants' documents.
+                "$expr" => check_expr(value, m, !negated)?,
                 "$jsonSchema" => {
                     if mentions_anywhere(value, m) {
                         return Err(override_attempt(m, "$jsonSchema"));
@@ -228,16 +230,23 @@ fn mentions_anywhere(value: RawBsonRef<'_>, m: &Mentions<'_>) -> bool {
 
 /// Checks an aggregation expression (`$expr`, `let`, stage expressions that filter).
 pub(crate) fn check_expression(value: RawBsonRef<'_>, m: &Mentions<'_>) -> Result<(), Rejection> {
+    check_expr(value, m, true)
+}
+
+/// `affirmative`: the expression's truth selects documents (the top of `$expr`, and `$and` /
+/// `$or` below it). Only there does `{$eq: ["$tenantId", T]}` say what the scope says; under
+/// `$not`, `$cond`, a comparison or a query `$nor`, the same equality asks for other tenants.
+fn check_expr(value: RawBsonRef<'_>, m: &Mentions<'_>, affirmative: bool) -> Result<(), Rejection> {
     match value {
         RawBsonRef::String(s) if m.is_tenant_ref(s) => Err(override_attempt(m, "an expression")),
         RawBsonRef::Array(a) => {
             for item in items(a) {
-                check_expression(item?, m)?;
+                check_expr(item?, m, affirmative)?;
             }
             Ok(())
         }
         RawBsonRef::Document(d) => {
-            if is_own_tenant_expression(d, m) {
+            if affirmative && is_own_tenant_expression(d, m) {
                 return Ok(());
             }
             for element in elements(d) {
@@ -249,6 +258,11 @@ pub(crate) fn check_expression(value: RawBsonRef<'_>, m: &Mentions<'_>) -> Resul
                             RawBsonRef::String(s) => Some(s),
                             RawBsonRef::Document(args) => match args.get("field") {
                                 Ok(Some(RawBsonRef::String(s))) => Some(s),
+                                // `{field: {$literal: "tenantId"}}` names the field just the same.
+                                Ok(Some(RawBsonRef::Document(f))) => match f.get("$literal") {
+                                    Ok(Some(RawBsonRef::String(s))) => Some(s),
+                                    _ => None,
+                                },
                                 _ => None,
                             },
                             _ => None,
@@ -256,9 +270,10 @@ pub(crate) fn check_expression(value: RawBsonRef<'_>, m: &Mentions<'_>) -> Resul
                         if field.is_some_and(|f| m.is_tenant_path(f)) {
                             return Err(override_attempt(m, "$getField"));
                         }
-                        check_expression(v, m)?;
+                        check_expr(v, m, false)?;
                     }
-                    _ => check_expression(v, m)?,
+                    "$and" | "$or" => check_expr(v, m, affirmative)?,
+                    _ => check_expr(v, m, false)?,
                 }
             }
             Ok(())

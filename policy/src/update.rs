@@ -145,8 +145,10 @@ fn rewrite_operators(
             }
             if let Some(s) = w.stamp {
                 let seg = first_segment(path);
-                touches_stamps |=
-                    seg == s.created_field || (seg == s.updated_field && op != "$set");
+                // Only `$set` of the whole updated field is replaced by the stamp; any other
+                // write under either field would conflict with it, so nothing is stamped then.
+                touches_stamps |= seg == s.created_field
+                    || (seg == s.updated_field && !(op == "$set" && path == s.updated_field));
             }
         }
     }

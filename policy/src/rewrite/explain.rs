@@ -52,6 +52,17 @@ pub(super) fn explain(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Reje
         ));
     }
     let mut inner_options = options::parse(inner)?;
+    // The outer command decided who this runs as; an inner `actAs` may only agree with it.
+    if inner_options
+        .act_as
+        .as_deref()
+        .is_some_and(|asked| asked != t.tenant)
+    {
+        return Err(Rejection::new(
+            Rule::ActAsNotAllowed,
+            "the explained command asks to act as another tenant",
+        ));
+    }
     inner_options.include_deleted |= t.options.include_deleted;
     let inner_tenant = Tenant {
         tenant: t.tenant,
