@@ -99,12 +99,7 @@ pub(crate) fn local_reply(
             })
         }
         "listDatabases" if acting.is_some() => {
-            let name_only = req
-                .body
-                .get("nameOnly")
-                .ok()
-                .flatten()
-                .is_some_and(crate::raw::truthy);
+            let name_only = matches!(crate::raw::get(req.body, "nameOnly"), Ok(Some(e)) if crate::raw::truthy(e.value()));
             let mut dbs = RawArrayBuf::new();
             for db in &ctx.config.databases {
                 if name_only {

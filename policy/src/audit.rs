@@ -3,8 +3,10 @@
 //! A record names who, which tenant, where and which rule, and carries the command's *shape*:
 //! its keys and operators with every value replaced by its type (`"<string>"`, `"<int64>"`…).
 //! Payment data never reaches the audit trail unless `audit_values` is switched on for a
-//! non-production deployment. Shapes are bounded (depth, array length, sequence documents) so a
-//! hostile command cannot make its own audit record huge.
+//! non-production deployment. Shapes are bounded (depth, keys per document, key length, array
+//! length, sequence documents) so a hostile command cannot make its own audit record huge, and
+//! duplicate keys stay visible. Field *names* are kept: they say what was queried. A schema that
+//! uses data as keys (maps keyed by account number) exposes those keys to the audit trail.
 
 use bson::{Bson, Document, RawBsonRef, RawDocument};
 use tenantgate_wire::DocumentSequence;
@@ -56,6 +58,17 @@ pub struct AuditRecord {
 const MAX_DEPTH: usize = 12;
 const MAX_ARRAY: usize = 8;
 const MAX_SEQUENCE_DOCS: usize = 3;
+const MAX_KEYS: usize = 48;
+const MAX_KEY_CHARS: usize = 64;
+
+/// A key or name as it may appear in messages and audit shapes: at most 64 characters, so a
+/// hostile command cannot make its own error message or audit record large.
+pub(crate) fn clip(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(MAX_KEY_CHARS) {
+        None => std::borrow::Cow::Borrowed(s),
+        Some((at, _)) => std::borrow::Cow::Owned(format!("{}…", &s[..at])),
+    }
+}
 
 /// The shape of a command body plus its document sequences.
 pub(crate) fn command_shape(
@@ -85,8 +98,21 @@ fn doc_shape(doc: &RawDocument, depth: usize, keep: bool) -> Document {
         out.insert("<truncated>", true);
         return out;
     }
-    for (key, value) in doc.iter().flatten() {
-        out.insert(key.as_str(), value_shape(value, depth + 1, keep));
+    let mut total = 0usize;
+    for (i, (key, value)) in doc.iter().flatten().enumerate() {
+        total = i + 1;
+        if i >= MAX_KEYS {
+            continue;
+        }
+        let mut k = clip(key.as_str()).into_owned();
+        if out.contains_key(&k) {
+            // Keep duplicates visible: they are what a duplicate_key rejection is about.
+            k = format!("{k} <duplicate #{i}>");
+        }
+        out.insert(k, value_shape(value, depth + 1, keep));
+    }
+    if total > MAX_KEYS {
+        out.insert("<more keys>", (total - MAX_KEYS) as i64);
     }
     out
 }

@@ -44,7 +44,10 @@ pub enum Rule {
     ActAsNotAllowed,
     /// `getMore` / `killCursors` on a cursor the principal does not own (enforced by the proxy).
     CursorNotOwned,
-    /// Not a rejection: a `super_admin` command that bypassed tenant scoping.
+    /// A collation other than `simple`: it would loosen the tenant condition too.
+    CollationNotAllowed,
+    /// Not a rejection: a `super_admin` command that bypassed tenant scoping (or ran as a
+    /// tenant through `actAs`).
     Bypass,
 }
 
@@ -69,12 +72,13 @@ impl Rule {
             Rule::NoTenant => "no_tenant",
             Rule::ActAsNotAllowed => "act_as_not_allowed",
             Rule::CursorNotOwned => "cursor_not_owned",
+            Rule::CollationNotAllowed => "collation_not_allowed",
             Rule::Bypass => "bypass",
         }
     }
 
     /// Every rule, for documentation and metric pre-registration.
-    pub const ALL: [Rule; 18] = [
+    pub const ALL: [Rule; 19] = [
         Rule::TenantOverride,
         Rule::TenantFieldWrite,
         Rule::Javascript,
@@ -92,6 +96,7 @@ impl Rule {
         Rule::NoTenant,
         Rule::ActAsNotAllowed,
         Rule::CursorNotOwned,
+        Rule::CollationNotAllowed,
         Rule::Bypass,
     ];
 }

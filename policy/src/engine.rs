@@ -63,7 +63,7 @@ impl<'a> Tenant<'a> {
         &self,
         name: &'c str,
     ) -> Result<(&'c str, &'a CollectionPolicy), Rejection> {
-        if name.is_empty() || name.starts_with("system.") || name.contains('$') {
+        if name.is_empty() || name.starts_with("system.") || name.contains(['$', '\0']) {
             return Err(Rejection::new(
                 Rule::CollectionNotAllowed,
                 format!("collection '{name}' is not open to tenants"),
@@ -177,7 +177,11 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
             own_tenant,
         );
     }
-    let Some(db) = body.get_str("$db") else {
+    let Some(db) = crate::raw::get(raw, "$db")
+        .ok()
+        .flatten()
+        .and_then(|e| e.as_str())
+    else {
         return reject(
             Rejection::new(Rule::MalformedCommand, "the command has no string $db"),
             own_tenant,
@@ -241,10 +245,25 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
                 options: opts,
             };
             match rewrite::tenant_command(&req, &t) {
-                Ok(forward) => Outcome {
-                    decision: Decision::Forward(forward),
-                    audit: None,
-                },
+                Ok(forward) => {
+                    // A super_admin reading or writing as a tenant is still a privileged act.
+                    let audit = (ctx.principal.tenant.is_none() && admin::audited_bypass(name))
+                        .then(|| {
+                            audit_base(
+                                Rule::Bypass,
+                                AuditKind::Bypass,
+                                format!(
+                                    "super_admin acting as tenant '{}'",
+                                    crate::audit::clip(tenant)
+                                ),
+                                Some(tenant),
+                            )
+                        });
+                    Outcome {
+                        decision: Decision::Forward(forward),
+                        audit,
+                    }
+                }
                 Err(r) => reject(r, Some(tenant)),
             }
         }

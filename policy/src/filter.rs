@@ -11,10 +11,10 @@
 //!
 //! Unknown top-level query operators are refused (default deny).
 
-use bson::{RawBsonRef, RawDocument};
+use bson::RawDocument;
 
 use crate::decision::{Rejection, Rule};
-use crate::raw::{elements, items};
+use crate::raw::{Value, elements, first, get, is_operator_doc, items};
 
 /// Query operators allowed at the top level of a filter (besides field paths).
 const TOP_LEVEL_OPERATORS: [&str; 9] = [
@@ -53,16 +53,19 @@ impl Mentions<'_> {
                 && path.as_bytes().get(self.tenant_field.len()) == Some(&b'.'))
     }
 
-    /// A field-path string in an expression that reaches the tenant field.
+    /// A field-path string in an expression that reaches the tenant field: `$tenantId…`, or any
+    /// variable path `$$<var>.tenantId…` (`$$ROOT`, `$$CURRENT`, or a `$let` alias of them —
+    /// conservatively, every variable).
     fn is_tenant_ref(&self, s: &str) -> bool {
         let Some(rest) = s.strip_prefix('$') else {
             return false;
         };
-        let rest = rest
-            .strip_prefix("$ROOT.")
-            .or_else(|| rest.strip_prefix("$CURRENT."))
-            .unwrap_or(rest);
-        !rest.starts_with('$') && self.is_tenant_path(rest)
+        match rest.strip_prefix('$') {
+            Some(var_path) => var_path
+                .split_once('.')
+                .is_some_and(|(_, path)| self.is_tenant_path(path)),
+            None => self.is_tenant_path(rest),
+        }
     }
 }
 
@@ -74,12 +77,13 @@ pub(crate) fn check_filter(filter: &RawDocument, m: &Mentions<'_>) -> Result<(),
 /// `negated`: under `$nor`, where even `tenantId: T` asks for *other* tenants' documents.
 fn check_query(filter: &RawDocument, m: &Mentions<'_>, negated: bool) -> Result<(), Rejection> {
     for element in elements(filter) {
-        let (key, value) = element?;
+        let e = element?;
+        let key = e.key();
         if key.starts_with('$') {
             let op = key;
             match op {
                 "$and" | "$or" | "$nor" => {
-                    let RawBsonRef::Array(arr) = value else {
+                    let Value::Array(arr) = e.value() else {
                         return Err(Rejection::new(
                             Rule::MalformedCommand,
                             format!("{op} must be an array"),
@@ -87,7 +91,7 @@ fn check_query(filter: &RawDocument, m: &Mentions<'_>, negated: bool) -> Result<
                     };
                     for item in items(arr) {
                         match item? {
-                            RawBsonRef::Document(d) => check_query(d, m, negated || op == "$nor")?,
+                            Value::Document(d) => check_query(d, m, negated || op == "$nor")?,
                             _ => {
                                 return Err(Rejection::new(
                                     Rule::MalformedCommand,
@@ -98,9 +102,9 @@ fn check_query(filter: &RawDocument, m: &Mentions<'_>, negated: bool) -> Result<
                     }
                 }
                 // Under `$nor` the own-tenant equality asks for other tenants' documents.
-                "$expr" => check_expr(value, m, !negated)?,
+                "$expr" => check_expr(e.value(), m, !negated)?,
                 "$jsonSchema" => {
-                    if mentions_anywhere(value, m) {
+                    if mentions_anywhere(e.value(), m)? {
                         return Err(override_attempt(m, "$jsonSchema"));
                     }
                 }
@@ -108,38 +112,41 @@ fn check_query(filter: &RawDocument, m: &Mentions<'_>, negated: bool) -> Result<
                 _ => {
                     return Err(Rejection::new(
                         Rule::UnknownField,
-                        format!("unknown top-level query operator {op}"),
+                        format!(
+                            "unknown top-level query operator {}",
+                            crate::audit::clip(op)
+                        ),
                     ));
                 }
             }
         } else if m.is_tenant_path(key) {
-            if negated || !is_own_tenant_condition(value, m) {
+            if negated || !is_own_tenant_condition(e.value(), m)? {
                 return Err(override_attempt(m, "the filter"));
             }
         } else {
-            check_field_condition(value, m)?;
+            check_field_condition(e.value(), m)?;
         }
     }
     Ok(())
 }
 
 /// `T`, `{$eq: T}` or `{$in: [T, …]}`.
-fn is_own_tenant_condition(value: RawBsonRef<'_>, m: &Mentions<'_>) -> bool {
-    match value {
-        RawBsonRef::String(s) => s == m.tenant,
-        RawBsonRef::Document(d) => {
-            let mut it = d.iter();
-            let (Some(Ok((op, v))), None) = (it.next(), it.next()) else {
-                return false;
+fn is_own_tenant_condition(value: Value<'_>, m: &Mentions<'_>) -> Result<bool, Rejection> {
+    Ok(match value {
+        Value::String(s) => s == m.tenant,
+        Value::Document(d) => {
+            let mut it = elements(d);
+            let (Some(op), None) = (it.next().transpose()?, it.next()) else {
+                return Ok(false);
             };
-            match (op.as_str(), v) {
-                ("$eq", RawBsonRef::String(s)) => s == m.tenant,
-                ("$in", RawBsonRef::Array(a)) => {
+            match (op.key(), op.value()) {
+                ("$eq", Value::String(s)) => s == m.tenant,
+                ("$in", Value::Array(a)) => {
                     let mut any = false;
-                    for item in a {
-                        match item {
-                            Ok(RawBsonRef::String(s)) if s == m.tenant => any = true,
-                            _ => return false,
+                    for item in items(a) {
+                        match item? {
+                            Value::String(s) if s == m.tenant => any = true,
+                            _ => return Ok(false),
                         }
                     }
                     any
@@ -148,18 +155,16 @@ fn is_own_tenant_condition(value: RawBsonRef<'_>, m: &Mentions<'_>) -> bool {
             }
         }
         _ => false,
-    }
+    })
 }
 
 /// The value of a non-tenant field path: an equality literal, or an operator document whose
 /// nested queries (`$elemMatch`, `$not`, `$all` of `$elemMatch`) are checked in turn.
-fn check_field_condition(value: RawBsonRef<'_>, m: &Mentions<'_>) -> Result<(), Rejection> {
-    let RawBsonRef::Document(d) = value else {
+fn check_field_condition(value: Value<'_>, m: &Mentions<'_>) -> Result<(), Rejection> {
+    let Value::Document(d) = value else {
         return Ok(());
     };
-    let is_operator_doc =
-        matches!(d.iter().next(), Some(Ok((k, _))) if k.as_str().starts_with('$'));
-    if !is_operator_doc {
+    if !is_operator_doc(d) {
         // An equality match against an embedded document: literal data, but a key named like
         // the tenant field inside it is still treated as an attempt.
         return check_literal(d, m);
@@ -169,30 +174,22 @@ fn check_field_condition(value: RawBsonRef<'_>, m: &Mentions<'_>) -> Result<(), 
 
 fn check_operators(ops: &RawDocument, m: &Mentions<'_>) -> Result<(), Rejection> {
     for element in elements(ops) {
-        let (op, v) = element?;
-        match op {
-            "$elemMatch" => {
-                if let RawBsonRef::Document(inner) = v {
-                    let operator_form = matches!(inner.iter().next(), Some(Ok((k, _))) if k.as_str().starts_with('$'))
-                        && !matches!(inner.iter().next(), Some(Ok((k, _))) if matches!(k.as_str(), "$and" | "$or" | "$nor" | "$expr"));
-                    if operator_form {
-                        check_operators(inner, m)?
-                    } else {
-                        check_filter(inner, m)?
-                    }
+        let e = element?;
+        match (e.key(), e.value()) {
+            ("$elemMatch", Value::Document(inner)) => {
+                let operator_form = matches!(first(inner)?, Some(k) if k.key().starts_with('$')
+                    && !matches!(k.key(), "$and" | "$or" | "$nor" | "$expr"));
+                if operator_form {
+                    check_operators(inner, m)?
+                } else {
+                    check_filter(inner, m)?
                 }
             }
-            "$not" => {
-                if let RawBsonRef::Document(inner) = v {
-                    check_operators(inner, m)?;
-                }
-            }
-            "$all" => {
-                if let RawBsonRef::Array(a) = v {
-                    for item in items(a) {
-                        if let RawBsonRef::Document(d) = item? {
-                            check_field_condition(RawBsonRef::Document(d), m)?;
-                        }
+            ("$not", Value::Document(inner)) => check_operators(inner, m)?,
+            ("$all", Value::Array(a)) => {
+                for item in items(a) {
+                    if let d @ Value::Document(_) = item? {
+                        check_field_condition(d, m)?;
                     }
                 }
             }
@@ -204,11 +201,12 @@ fn check_operators(ops: &RawDocument, m: &Mentions<'_>) -> Result<(), Rejection>
 
 fn check_literal(d: &RawDocument, m: &Mentions<'_>) -> Result<(), Rejection> {
     for element in elements(d) {
-        let (k, v) = element?;
-        if k == m.tenant_field && !matches!(v, RawBsonRef::String(s) if s == m.tenant) {
+        let e = element?;
+        let v = e.value();
+        if e.key() == m.tenant_field && !matches!(v, Value::String(s) if s == m.tenant) {
             return Err(override_attempt(m, "an embedded document in the filter"));
         }
-        if let RawBsonRef::Document(inner) = v {
+        if let Value::Document(inner) = v {
             check_literal(inner, m)?;
         }
     }
@@ -216,53 +214,58 @@ fn check_literal(d: &RawDocument, m: &Mentions<'_>) -> Result<(), Rejection> {
 }
 
 /// Whether a key or string equal to the tenant field appears anywhere below `value`.
-fn mentions_anywhere(value: RawBsonRef<'_>, m: &Mentions<'_>) -> bool {
+fn mentions_anywhere(value: Value<'_>, m: &Mentions<'_>) -> Result<bool, Rejection> {
     match value {
-        RawBsonRef::String(s) => s == m.tenant_field || m.is_tenant_ref(s),
-        RawBsonRef::Document(d) => d
-            .iter()
-            .flatten()
-            .any(|(k, v)| m.is_tenant_path(k.as_str()) || mentions_anywhere(v, m)),
-        RawBsonRef::Array(a) => a.into_iter().flatten().any(|v| mentions_anywhere(v, m)),
-        _ => false,
+        Value::String(s) => Ok(s == m.tenant_field || m.is_tenant_ref(s)),
+        Value::Document(d) | Value::Array(d) => {
+            let is_array = matches!(value, Value::Array(_));
+            for element in elements(d) {
+                let e = element?;
+                if (!is_array && m.is_tenant_path(e.key())) || mentions_anywhere(e.value(), m)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        _ => Ok(false),
     }
 }
 
 /// Checks an aggregation expression (`$expr`, `let`, stage expressions that filter).
-pub(crate) fn check_expression(value: RawBsonRef<'_>, m: &Mentions<'_>) -> Result<(), Rejection> {
+pub(crate) fn check_expression(value: Value<'_>, m: &Mentions<'_>) -> Result<(), Rejection> {
     check_expr(value, m, true)
 }
 
 /// `affirmative`: the expression's truth selects documents (the top of `$expr`, and `$and` /
 /// `$or` below it). Only there does `{$eq: ["$tenantId", T]}` say what the scope says; under
 /// `$not`, `$cond`, a comparison or a query `$nor`, the same equality asks for other tenants.
-fn check_expr(value: RawBsonRef<'_>, m: &Mentions<'_>, affirmative: bool) -> Result<(), Rejection> {
+fn check_expr(value: Value<'_>, m: &Mentions<'_>, affirmative: bool) -> Result<(), Rejection> {
     match value {
-        RawBsonRef::String(s) if m.is_tenant_ref(s) => Err(override_attempt(m, "an expression")),
-        RawBsonRef::Array(a) => {
+        Value::String(s) if m.is_tenant_ref(s) => Err(override_attempt(m, "an expression")),
+        Value::Array(a) => {
             for item in items(a) {
                 check_expr(item?, m, affirmative)?;
             }
             Ok(())
         }
-        RawBsonRef::Document(d) => {
-            if affirmative && is_own_tenant_expression(d, m) {
+        Value::Document(d) => {
+            if affirmative && is_own_tenant_expression(d, m)? {
                 return Ok(());
             }
             for element in elements(d) {
-                let (k, v) = element?;
-                match k {
+                let e = element?;
+                let v = e.value();
+                match e.key() {
                     "$literal" => {}
                     "$getField" => {
                         let field = match v {
-                            RawBsonRef::String(s) => Some(s),
-                            RawBsonRef::Document(args) => match args.get("field") {
-                                Ok(Some(RawBsonRef::String(s))) => Some(s),
+                            Value::String(s) => Some(s),
+                            Value::Document(args) => match get(args, "field")?.map(|f| f.value()) {
+                                Some(Value::String(s)) => Some(s),
                                 // `{field: {$literal: "tenantId"}}` names the field just the same.
-                                Ok(Some(RawBsonRef::Document(f))) => match f.get("$literal") {
-                                    Ok(Some(RawBsonRef::String(s))) => Some(s),
-                                    _ => None,
-                                },
+                                Some(Value::Document(f)) => {
+                                    get(f, "$literal")?.and_then(|l| l.as_str())
+                                }
                                 _ => None,
                             },
                             _ => None,
@@ -283,21 +286,28 @@ fn check_expr(value: RawBsonRef<'_>, m: &Mentions<'_>, affirmative: bool) -> Res
 }
 
 /// `{$eq: ["$tenantId", T]}` or `{$eq: [T, "$tenantId"]}`.
-fn is_own_tenant_expression(d: &RawDocument, m: &Mentions<'_>) -> bool {
-    let mut it = d.iter();
-    let (Some(Ok((op, RawBsonRef::Array(args)))), None) = (it.next(), it.next()) else {
-        return false;
+fn is_own_tenant_expression(d: &RawDocument, m: &Mentions<'_>) -> Result<bool, Rejection> {
+    let mut it = elements(d);
+    let (Some(op), None) = (it.next().transpose()?, it.next()) else {
+        return Ok(false);
     };
-    if op.as_str() != "$eq" {
-        return false;
-    }
-    let mut args = args.into_iter();
-    let (Some(Ok(RawBsonRef::String(a))), Some(Ok(RawBsonRef::String(b))), None) =
-        (args.next(), args.next(), args.next())
-    else {
-        return false;
+    let (true, Value::Array(args)) = (op.key() == "$eq", op.value()) else {
+        return Ok(false);
     };
-    (m.is_tenant_ref(a) && b == m.tenant) || (m.is_tenant_ref(b) && a == m.tenant)
+    let mut args = items(args);
+    let (Some(a), Some(b), None) = (
+        args.next().transpose()?,
+        args.next().transpose()?,
+        args.next(),
+    ) else {
+        return Ok(false);
+    };
+    Ok(match (a, b) {
+        (Value::String(a), Value::String(b)) => {
+            (m.is_tenant_ref(a) && b == m.tenant) || (m.is_tenant_ref(b) && a == m.tenant)
+        }
+        _ => false,
+    })
 }
 
 #[cfg(test)]

@@ -10,11 +10,11 @@
 //!
 //! One pass over everything, no allocation for documents of up to 32 keys.
 
-use bson::{RawBsonRef, RawDocument};
+use bson::RawDocument;
 use tenantgate_wire::DocumentSequence;
 
 use crate::decision::{Rejection, Rule};
-use crate::raw::{elements, items};
+use crate::raw::{Value, elements, get};
 
 const JS_OPERATORS: [&str; 3] = ["$where", "$function", "$accumulator"];
 const INLINE_KEYS: usize = 32;
@@ -26,7 +26,7 @@ pub(crate) fn check_command(
 ) -> Result<(), Rejection> {
     check_document(body)?;
     for (i, seq) in sequences.iter().enumerate() {
-        if body.get(seq.identifier.as_str()).ok().flatten().is_some() {
+        if get(body, &seq.identifier)?.is_some() {
             return Err(Rejection::new(
                 Rule::DuplicateKey,
                 format!(
@@ -56,8 +56,9 @@ pub(crate) fn check_document(doc: &RawDocument) -> Result<(), Rejection> {
     let mut inline: [&str; INLINE_KEYS] = [""; INLINE_KEYS];
     let mut overflow: Option<std::collections::HashSet<&str>> = None;
     for (count, element) in elements(doc).enumerate() {
-        let (key, value) = element?;
-        if JS_OPERATORS.contains(&key) {
+        let e = element?;
+        let key = e.key();
+        if key.starts_with('$') && JS_OPERATORS.contains(&key) {
             return Err(Rejection::new(
                 Rule::Javascript,
                 format!("server-side JavaScript ({key}) is not allowed"),
@@ -80,28 +81,44 @@ pub(crate) fn check_document(doc: &RawDocument) -> Result<(), Rejection> {
         if duplicate {
             return Err(Rejection::new(
                 Rule::DuplicateKey,
-                format!("the key '{key}' appears twice in one document"),
+                format!(
+                    "the key '{}' appears twice in one document",
+                    crate::audit::clip(key)
+                ),
             ));
         }
-        check_value(value)?;
+        if e.is_code() {
+            return Err(Rejection::new(
+                Rule::Javascript,
+                "JavaScript code values are not allowed",
+            ));
+        }
+        match e.value() {
+            Value::Document(d) => check_document(d)?,
+            Value::Array(a) => check_array(a)?,
+            _ => {}
+        }
     }
     Ok(())
 }
 
-fn check_value(value: RawBsonRef<'_>) -> Result<(), Rejection> {
-    match value {
-        RawBsonRef::Document(d) => check_document(d),
-        RawBsonRef::Array(a) => {
-            for item in items(a) {
-                check_value(item?)?;
-            }
-            Ok(())
+/// Array elements: their keys are indexes (the server ignores them), so only values are checked.
+fn check_array(arr: &RawDocument) -> Result<(), Rejection> {
+    for element in elements(arr) {
+        let e = element?;
+        if e.is_code() {
+            return Err(Rejection::new(
+                Rule::Javascript,
+                "JavaScript code values are not allowed",
+            ));
         }
-        RawBsonRef::JavaScriptCode(_) | RawBsonRef::JavaScriptCodeWithScope(_) => Err(
-            Rejection::new(Rule::Javascript, "JavaScript code values are not allowed"),
-        ),
-        _ => Ok(()),
+        match e.value() {
+            Value::Document(d) => check_document(d)?,
+            Value::Array(a) => check_array(a)?,
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]

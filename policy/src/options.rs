@@ -12,10 +12,10 @@
 //! tenant lists its bin and restores a document), and `actAs` (`super_admin` only: apply the
 //! tenant rules as that tenant). The tenantgate part is removed before the command is forwarded.
 
-use bson::{RawBsonRef, RawDocument, RawDocumentBuf};
+use bson::{RawDocument, RawDocumentBuf};
 
 use crate::decision::{Rejection, Rule};
-use crate::raw::{elements, key};
+use crate::raw::{DocBuilder, Value, elements, get};
 
 /// Options parsed from `comment`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,8 +32,11 @@ const PREFIX: &str = "tenantgate:";
 
 /// Reads options from a command body's `comment`.
 pub(crate) fn parse(body: &RawDocument) -> Result<Options, Rejection> {
-    match body.get("comment") {
-        Ok(Some(RawBsonRef::String(s))) => match s.strip_prefix(PREFIX) {
+    let Some(comment) = get(body, "comment")? else {
+        return Ok(Options::default());
+    };
+    match comment.value() {
+        Value::String(s) => match s.strip_prefix(PREFIX) {
             Some(list) => {
                 let mut o = Options {
                     present: true,
@@ -50,27 +53,29 @@ pub(crate) fn parse(body: &RawDocument) -> Result<Options, Rejection> {
             }
             None => Ok(Options::default()),
         },
-        Ok(Some(RawBsonRef::Document(d))) => match d.get("tenantgate") {
-            Ok(Some(RawBsonRef::Document(opts))) => {
+        Value::Document(d) => match get(d, "tenantgate")?.map(|e| e.value()) {
+            Some(Value::Document(opts)) => {
                 let mut o = Options {
                     present: true,
                     ..Options::default()
                 };
                 for element in elements(opts) {
-                    let (k, v) = element?;
-                    let value = match v {
-                        RawBsonRef::Boolean(true) => None,
-                        RawBsonRef::String(s) => Some(s),
-                        RawBsonRef::Boolean(false) => continue,
-                        _ => return Err(bad(&format!("{k} has an unsupported value type"))),
+                    let e = element?;
+                    let value = match e.value() {
+                        Value::Bool(true) => None,
+                        Value::String(s) => Some(s),
+                        Value::Bool(false) => continue,
+                        _ => {
+                            return Err(bad(&format!("{} has an unsupported value type", e.key())));
+                        }
                     };
-                    apply(&mut o, (k, value))?;
+                    apply(&mut o, (e.key(), value))?;
                 }
                 o.remaining = without_tenantgate(d)?;
                 Ok(o)
             }
-            Ok(Some(_)) => Err(bad("comment.tenantgate must be a document")),
-            _ => Ok(Options::default()),
+            Some(_) => Err(bad("comment.tenantgate must be a document")),
+            None => Ok(Options::default()),
         },
         _ => Ok(Options::default()),
     }
@@ -88,20 +93,29 @@ fn apply(o: &mut Options, (name, value): (&str, Option<&str>)) -> Result<(), Rej
         ("includeDeleted", None) | ("includeDeleted", Some("true")) => o.include_deleted = true,
         ("includeDeleted", Some("false")) => o.include_deleted = false,
         ("actAs", Some(t)) if !t.is_empty() => o.act_as = Some(t.to_owned()),
-        _ => return Err(bad(&format!("unknown option '{name}'"))),
+        _ => {
+            return Err(bad(&format!(
+                "unknown option '{}'",
+                crate::audit::clip(name)
+            )));
+        }
     }
     Ok(())
 }
 
 fn without_tenantgate(d: &RawDocument) -> Result<Option<RawDocumentBuf>, Rejection> {
-    let mut out = RawDocumentBuf::new();
+    let mut out = DocBuilder::default();
     for element in elements(d) {
-        let (k, v) = element?;
-        if k != "tenantgate" {
-            out.append(key(k)?, v);
+        let e = element?;
+        if e.key() != "tenantgate" {
+            out.element(e.key(), &e)?;
         }
     }
-    Ok(if out.is_empty() { None } else { Some(out) })
+    Ok(if out.is_empty() {
+        None
+    } else {
+        Some(out.finish())
+    })
 }
 
 #[cfg(test)]

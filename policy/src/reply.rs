@@ -3,7 +3,6 @@
 use bson::{RawBsonRef, RawDocument, RawDocumentBuf};
 
 use crate::decision::ReplyShape;
-use crate::raw::key;
 
 /// Adjusts a reply body according to `shape`. Returns `None` when the reply passes as it is
 /// (or cannot be read, in which case the proxy forwards it untouched: it is the server's).
@@ -31,7 +30,7 @@ fn without(doc: &RawDocument, drop: &[&str]) -> Option<RawDocumentBuf> {
     for element in doc.iter() {
         let (k, v) = element.ok()?;
         if !drop.contains(&k.as_str()) {
-            out.append(key(k.as_str()).ok()?, v);
+            out.append(k, v);
         }
     }
     Some(out)

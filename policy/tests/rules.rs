@@ -845,22 +845,22 @@ fn every_escape_in_a_filter_is_a_tenant_override() {
 fn own_tenant_mentions_are_allowed_and_still_scoped() {
     rewrites(vec![
         (
-            "equality",
+            "equality (a top-level repeat of the scope is dropped: upserts refuse a path matched twice)",
             Bank1,
             find(rawdoc! { "tenantId": "bank1" }),
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "tenantId": "bank1" } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null }, "$db": "payments" },
         ),
         (
             "$eq",
             Bank1,
-            find(rawdoc! { "tenantId": { "$eq": "bank1" } }),
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "tenantId": { "$eq": "bank1" } } ] }, "$db": "payments" },
+            find(rawdoc! { "tenantId": { "$eq": "bank1" }, "status": "x" }),
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "status": "x" } ] }, "$db": "payments" },
         ),
         (
             "$in of own tenant only",
             Bank1,
-            find(rawdoc! { "tenantId": { "$in": [ "bank1" ] } }),
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "tenantId": { "$in": [ "bank1" ] } } ] }, "$db": "payments" },
+            find(rawdoc! { "tenantId": { "$in": [ "bank1" ] }, "deletedAt": null }),
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null }, "$db": "payments" },
         ),
         (
             "inside $or and $and",
@@ -1757,8 +1757,8 @@ fn delete_becomes_a_soft_delete() {
         (
             "limit 0: every match; collation and hint kept; ordered and writeConcern kept",
             Bank1,
-            rawdoc! { "delete": "payments", "deletes": [ { "q": { "status": "void" }, "limit": 0, "collation": { "locale": "en" }, "hint": { "status": 1 } } ], "ordered": true, "writeConcern": { "w": "majority" }, "$db": "payments" },
-            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "status": "void" } ] }, "u": { "$set": { "deletedAt": NOW } }, "multi": true, "collation": { "locale": "en" }, "hint": { "status": 1 } } ], "ordered": true, "writeConcern": { "w": "majority" }, "$db": "payments" },
+            rawdoc! { "delete": "payments", "deletes": [ { "q": { "status": "void" }, "limit": 0, "collation": { "locale": "simple" }, "hint": { "status": 1 } } ], "ordered": true, "writeConcern": { "w": "majority" }, "$db": "payments" },
+            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "status": "void" } ] }, "u": { "$set": { "deletedAt": NOW } }, "multi": true, "collation": { "locale": "simple" }, "hint": { "status": 1 } } ], "ordered": true, "writeConcern": { "w": "majority" }, "$db": "payments" },
             ReplyShape::DeleteFromUpdate,
         ),
         (

@@ -233,6 +233,15 @@ impl DocBuilder {
         DocBuilder { buf, next_index: 0 }
     }
 
+    /// A builder that starts with every element of `doc` (one copy of its bytes), so more can
+    /// be appended after them.
+    pub fn extending(doc: &RawDocument, extra: usize) -> Self {
+        let bytes = doc.as_bytes();
+        let mut buf = Vec::with_capacity(bytes.len() + extra);
+        buf.extend_from_slice(&bytes[..bytes.len().saturating_sub(1).max(4)]);
+        DocBuilder { buf, next_index: 0 }
+    }
+
     fn head(&mut self, key: &str, ty: u8) -> Result<(), ElementError> {
         if key.as_bytes().contains(&0) {
             return Err(ElementError);
@@ -296,23 +305,29 @@ impl DocBuilder {
     /// Appends an array element (key "0", "1", … in order) read from elsewhere.
     pub fn push_element(&mut self, e: &Element<'_>) -> Result<(), ElementError> {
         let key = self.index_key();
-        self.element(&key, e)
+        self.element(key.as_str(), e)
     }
 
     /// Appends a document as the next array element.
     pub fn push_doc(&mut self, d: &RawDocument) -> Result<(), ElementError> {
         let key = self.index_key();
-        self.doc(&key, d)
+        self.doc(key.as_str(), d)
+    }
+
+    /// Appends an array (given as its document) as the next array element.
+    pub fn push_array(&mut self, d: &RawDocument) -> Result<(), ElementError> {
+        let key = self.index_key();
+        self.array(key.as_str(), d)
     }
 
     /// Appends a string as the next array element.
     pub fn push_str(&mut self, s: &str) -> Result<(), ElementError> {
         let key = self.index_key();
-        self.str(&key, s)
+        self.str(key.as_str(), s)
     }
 
-    fn index_key(&mut self) -> String {
-        let k = self.next_index.to_string();
+    fn index_key(&mut self) -> IndexKey {
+        let k = IndexKey::new(self.next_index);
         self.next_index += 1;
         k
     }
@@ -338,10 +353,49 @@ impl DocBuilder {
     }
 }
 
+/// An array index as a key, formatted without allocating.
+struct IndexKey {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl IndexKey {
+    fn new(mut n: usize) -> Self {
+        let mut buf = [0u8; 20];
+        let mut start = buf.len();
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        IndexKey { buf, start }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bson::rawdoc;
+
+    #[test]
+    fn index_keys_count_up() {
+        let keys: Vec<String> = [0, 7, 10, 123, usize::MAX]
+            .iter()
+            .map(|&n| IndexKey::new(n).as_str().to_owned())
+            .collect();
+        assert_eq!(keys, ["0", "7", "10", "123", &usize::MAX.to_string()]);
+        let d = rawdoc! { "a": 1 };
+        let mut b = DocBuilder::extending(&d, 16);
+        b.str("t", "x").expect("key");
+        assert_eq!(b.finish(), rawdoc! { "a": 1, "t": "x" });
+    }
 
     #[test]
     fn reads_every_type_like_the_bson_crate() {

@@ -1,14 +1,12 @@
 //! `aggregate`: on a collection, the pipeline is scoped (see [`super::pipeline`]); at database
 //! level (`aggregate: 1`) it must start with `$documents` and every stage must be safe.
 
-use bson::RawBsonRef;
-
 use super::pipeline::{Input, rewrite};
 use super::{no_sequences, rebuild};
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
 use crate::filter::check_expression;
-use crate::raw::{finish, key};
+use crate::raw::{Value, finish, get};
 
 const FIELDS: [&str; 8] = [
     "pipeline",
@@ -23,10 +21,10 @@ const FIELDS: [&str; 8] = [
 
 pub(super) fn aggregate(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejection> {
     no_sequences(req)?;
-    let input = match req.body.get("aggregate") {
-        Ok(Some(RawBsonRef::String(coll))) => Input::Collection(t.read_scope(coll)?),
-        Ok(Some(RawBsonRef::Int32(1) | RawBsonRef::Int64(1))) => Input::Documents,
-        Ok(Some(RawBsonRef::Double(1.0))) => Input::Documents,
+    let input = match get(req.body, "aggregate")?.map(|e| e.value()) {
+        Some(Value::String(coll)) => Input::Collection(t.read_scope(coll)?),
+        Some(Value::Int32(1) | Value::Int64(1)) => Input::Documents,
+        Some(Value::Double(1.0)) => Input::Documents,
         _ => {
             return Err(Rejection::new(
                 Rule::MalformedCommand,
@@ -36,23 +34,23 @@ pub(super) fn aggregate(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Re
     };
     let m = t.mentions();
     let mut saw_pipeline = false;
-    let out = rebuild(req, &t.options, None, &FIELDS, |k, v, out| {
-        match k {
-            "pipeline" => {
-                let RawBsonRef::Array(stages) = v else {
-                    return Err(Rejection::new(
-                        Rule::MalformedCommand,
-                        "pipeline must be an array",
-                    ));
-                };
-                out.append(key(k)?, rewrite(stages, input, req.db, t)?);
+    let out = rebuild(req, &t.options, None, &FIELDS, |e, out| {
+        match (e.key(), e.value()) {
+            ("pipeline", Value::Array(stages)) => {
+                out.array("pipeline", &rewrite(stages, input, req.db, t)?)?;
                 saw_pipeline = true;
             }
-            "let" => {
-                check_expression(v, &m)?;
-                out.append(key(k)?, v);
+            ("pipeline", _) => {
+                return Err(Rejection::new(
+                    Rule::MalformedCommand,
+                    "pipeline must be an array",
+                ));
             }
-            _ => out.append(key(k)?, v),
+            ("let", v) => {
+                check_expression(v, &m)?;
+                out.element("let", e)?;
+            }
+            (k, _) => out.element(k, e)?,
         }
         Ok(())
     })?;

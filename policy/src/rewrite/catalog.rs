@@ -1,13 +1,11 @@
 //! Read-only catalogue commands: `listCollections` (collections reserved for `super_admin` are
 //! filtered out of the answer) and `listIndexes` (index metadata of an open collection).
 
-use bson::{RawArrayBuf, RawBsonRef, RawDocumentBuf};
-
 use super::{no_sequences, rebuild, target_collection};
 use crate::config::CollectionMode;
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
-use crate::raw::{finish, key};
+use crate::raw::{DocBuilder, Value, finish};
 
 const LIST_COLLECTIONS_FIELDS: [&str; 4] =
     ["filter", "nameOnly", "authorizedCollections", "cursor"];
@@ -17,9 +15,8 @@ pub(super) fn catalog(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Reje
     no_sequences(req)?;
     if req.name == "listIndexes" {
         t.collection(target_collection(req)?)?;
-        let out = rebuild(req, &t.options, None, &LIST_INDEXES_FIELDS, |k, v, out| {
-            out.append(key(k)?, v);
-            Ok(())
+        let out = rebuild(req, &t.options, None, &LIST_INDEXES_FIELDS, |e, out| {
+            Ok(out.element(e.key(), e)?)
         })?;
         return Ok(Forward {
             body: finish(out)?,
@@ -27,48 +24,43 @@ pub(super) fn catalog(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Reje
             reply: ReplyShape::AsIs,
         });
     }
-    let mut hidden = RawArrayBuf::new();
+    let mut hidden = DocBuilder::with_capacity(64);
     for (name, policy) in &t.config.collections {
         if policy.mode == CollectionMode::Admin {
-            hidden.push(name.as_str());
+            hidden.push_str(name)?;
         }
     }
-    let mut not_hidden = RawDocumentBuf::new();
-    let mut nin = RawDocumentBuf::new();
-    nin.append(bson::raw::cstr!("$nin"), hidden);
-    not_hidden.append(bson::raw::cstr!("name"), nin);
+    let mut nin = DocBuilder::with_capacity(64);
+    nin.array("$nin", &hidden.finish())?;
+    let mut not_hidden = DocBuilder::with_capacity(64);
+    not_hidden.doc("name", &nin.finish())?;
+    let not_hidden = not_hidden.finish();
     let mut saw_filter = false;
-    let mut out = rebuild(
-        req,
-        &t.options,
-        None,
-        &LIST_COLLECTIONS_FIELDS,
-        |k, v, out| {
-            if k == "filter" {
-                let mut and = RawArrayBuf::new();
-                match v {
-                    RawBsonRef::Document(d) => and.push(d),
-                    RawBsonRef::Null => {}
-                    _ => {
-                        return Err(Rejection::new(
-                            Rule::MalformedCommand,
-                            "filter must be a document",
-                        ));
-                    }
+    let mut out = rebuild(req, &t.options, None, &LIST_COLLECTIONS_FIELDS, |e, out| {
+        if e.key() == "filter" {
+            let mut and = DocBuilder::with_capacity(128);
+            match e.value() {
+                Value::Document(d) => and.push_doc(d)?,
+                Value::Null => {}
+                _ => {
+                    return Err(Rejection::new(
+                        Rule::MalformedCommand,
+                        "filter must be a document",
+                    ));
                 }
-                and.push(&not_hidden);
-                let mut filter = RawDocumentBuf::new();
-                filter.append(bson::raw::cstr!("$and"), and);
-                out.append(key(k)?, filter);
-                saw_filter = true;
-            } else {
-                out.append(key(k)?, v);
             }
-            Ok(())
-        },
-    )?;
+            and.push_doc(&not_hidden)?;
+            let mut filter = DocBuilder::with_capacity(128);
+            filter.array("$and", &and.finish())?;
+            out.doc("filter", &filter.finish())?;
+            saw_filter = true;
+        } else {
+            out.element(e.key(), e)?;
+        }
+        Ok(())
+    })?;
     if !saw_filter {
-        out.append(bson::raw::cstr!("filter"), &not_hidden);
+        out.doc("filter", &not_hidden)?;
     }
     Ok(Forward {
         body: finish(out)?,

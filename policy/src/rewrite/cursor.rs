@@ -2,29 +2,34 @@
 //! that a principal may only touch cursors it opened is enforced by the proxy, which knows which
 //! cursor ids each principal's commands returned (rule `cursor_not_owned`).
 
-use bson::RawBsonRef;
-
 use super::{no_sequences, rebuild};
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
-use crate::raw::{finish, key};
+use crate::raw::{Value, finish, get};
 
 const GET_MORE_FIELDS: [&str; 2] = ["collection", "batchSize"];
 const KILL_CURSORS_FIELDS: [&str; 1] = ["cursors"];
+
+/// Cursors of database-level commands live in pseudo-collections: `aggregate: 1` in
+/// `$cmd.aggregate`, `listCollections` in `$cmd.listCollections`.
+const COMMAND_CURSOR_NAMESPACES: [&str; 2] = ["$cmd.aggregate", "$cmd.listCollections"];
 
 pub(super) fn cursor(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejection> {
     no_sequences(req)?;
     let collection = match req.name {
         "getMore" => {
-            if !matches!(req.body.get("getMore"), Ok(Some(RawBsonRef::Int64(_)))) {
+            if !matches!(
+                get(req.body, "getMore")?.map(|e| e.value()),
+                Some(Value::Int64(_))
+            ) {
                 return Err(Rejection::new(
                     Rule::MalformedCommand,
                     "getMore must be a 64-bit cursor id",
                 ));
             }
-            match req.body.get("collection") {
-                Ok(Some(RawBsonRef::String(s))) => s,
-                _ => {
+            match get(req.body, "collection")?.and_then(|e| e.as_str()) {
+                Some(s) => s,
+                None => {
                     return Err(Rejection::new(
                         Rule::MalformedCommand,
                         "getMore needs a collection",
@@ -32,9 +37,9 @@ pub(super) fn cursor(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
                 }
             }
         }
-        _ => match req.body.get("killCursors") {
-            Ok(Some(RawBsonRef::String(s))) => s,
-            _ => {
+        _ => match get(req.body, "killCursors")?.and_then(|e| e.as_str()) {
+            Some(s) => s,
+            None => {
                 return Err(Rejection::new(
                     Rule::MalformedCommand,
                     "killCursors must name a collection",
@@ -42,24 +47,25 @@ pub(super) fn cursor(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
             }
         },
     };
-    t.collection(collection)?;
+    if !COMMAND_CURSOR_NAMESPACES.contains(&collection) {
+        t.collection(collection)?;
+    }
     let known: &[&str] = if req.name == "getMore" {
         &GET_MORE_FIELDS
     } else {
         &KILL_CURSORS_FIELDS
     };
     if !t.options.present {
-        // Check fields without rebuilding: the command is forwarded byte for byte.
-        rebuild(req, &t.options, None, known, |_, _, _| Ok(()))?;
+        // Check fields without keeping the rebuilt copy: the command is forwarded byte for byte.
+        rebuild(req, &t.options, None, known, |_, _| Ok(()))?;
         return Ok(Forward {
             body: req.raw.clone(),
             sequences: Vec::new(),
             reply: ReplyShape::AsIs,
         });
     }
-    let out = rebuild(req, &t.options, None, known, |k, v, out| {
-        out.append(key(k)?, v);
-        Ok(())
+    let out = rebuild(req, &t.options, None, known, |e, out| {
+        Ok(out.element(e.key(), e)?)
     })?;
     Ok(Forward {
         body: finish(out)?,

@@ -4,14 +4,14 @@
 //! removed; the proxy reshapes the reply (`ReplyShape::DeleteFromUpdate`) so a driver sees what
 //! `delete` returns. On a collection without soft delete it stays a (scoped) hard delete.
 
-use bson::{RawArrayBuf, RawBsonRef, RawDocument, RawDocumentBuf};
+use bson::{RawDocument, RawDocumentBuf};
 use tenantgate_wire::{DocumentSequence, RawDoc};
 
-use super::{rebuild, target_collection};
+use super::{check_collation, rebuild, target_collection};
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
 use crate::filter::{Mentions, check_expression, check_filter};
-use crate::raw::{elements, finish, items, key};
+use crate::raw::{DocBuilder, Element, Value, elements, finish};
 use crate::scope::Scope;
 
 const DELETE_FIELDS: [&str; 3] = ["deletes", "ordered", "let"];
@@ -20,7 +20,7 @@ const STATEMENT_FIELDS: [&str; 4] = ["q", "limit", "collation", "hint"];
 /// How each statement is rewritten.
 struct Plan<'a> {
     scope: Scope<'a>,
-    /// `Some(set)`: soft delete with this `$set` document.
+    /// `Some(u)`: soft delete with this update document (`{$set: {deletedAt: now}}`).
     soft: Option<RawDocumentBuf>,
 }
 
@@ -28,52 +28,52 @@ pub(super) fn delete(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
     let collection = target_collection(req)?;
     let (scope, rules, policy) = t.write_access(collection)?;
     let soft = if policy.soft_delete {
-        let mut set = RawDocumentBuf::new();
-        set.append(key(&t.config.soft_delete_field)?, t.now);
+        let mut set = DocBuilder::with_capacity(64);
+        set.datetime(&t.config.soft_delete_field, t.now.timestamp_millis())?;
         if let Some(s) = rules.stamp {
-            set.append(key(s.updated_field)?, s.now);
+            set.datetime(s.updated_field, s.now.timestamp_millis())?;
         }
-        let mut u = RawDocumentBuf::new();
-        u.append(bson::raw::cstr!("$set"), set);
-        Some(u)
+        let mut u = DocBuilder::with_capacity(80);
+        u.doc("$set", &set.finish())?;
+        Some(u.finish())
     } else {
         None
     };
     let plan = Plan { scope, soft };
     let m = t.mentions();
-    let (rename, array_field, seq_field) = if plan.soft.is_some() {
-        (Some("update"), "updates", "updates")
+    let (rename, list_field) = if plan.soft.is_some() {
+        (Some("update"), "updates")
     } else {
-        (None, "deletes", "deletes")
+        (None, "deletes")
     };
     let mut saw = false;
-    let out = rebuild(req, &t.options, rename, &DELETE_FIELDS, |k, v, out| {
-        match k {
-            "deletes" => {
-                let RawBsonRef::Array(stmts) = v else {
-                    return Err(Rejection::new(
-                        Rule::MalformedCommand,
-                        "deletes must be an array",
-                    ));
-                };
-                let mut arr = RawArrayBuf::new();
-                for item in items(stmts) {
-                    let RawBsonRef::Document(stmt) = item? else {
+    let out = rebuild(req, &t.options, rename, &DELETE_FIELDS, |e, out| {
+        match (e.key(), e.value()) {
+            ("deletes", Value::Array(stmts)) => {
+                let mut arr = DocBuilder::with_capacity(stmts.as_bytes().len() + 128);
+                for item in elements(stmts) {
+                    let Value::Document(stmt) = item?.value() else {
                         return Err(Rejection::new(
                             Rule::MalformedCommand,
                             "deletes must hold documents",
                         ));
                     };
-                    arr.push(statement(stmt, &plan, &m)?);
+                    arr.push_doc(&statement(stmt, &plan, &m)?.finish())?;
                 }
                 saw = true;
-                out.append(key(array_field)?, arr);
+                out.array(list_field, &arr.finish())?;
             }
-            "let" => {
+            ("deletes", _) => {
+                return Err(Rejection::new(
+                    Rule::MalformedCommand,
+                    "deletes must be an array",
+                ));
+            }
+            ("let", v) => {
                 check_expression(v, &m)?;
-                out.append(key(k)?, v);
+                out.element("let", e)?;
             }
-            _ => out.append(key(k)?, v),
+            (k, _) => out.element(k, e)?,
         }
         Ok(())
     })?;
@@ -84,7 +84,7 @@ pub(super) fn delete(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
                 Rule::UnknownField,
                 format!(
                     "document sequence '{}' is not understood for delete",
-                    seq.identifier
+                    crate::audit::clip(&seq.identifier)
                 ),
             ));
         }
@@ -95,7 +95,7 @@ pub(super) fn delete(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
             .map(|d| statement(d.as_raw(), &plan, &m).and_then(finish))
             .collect::<Result<Vec<RawDoc>, _>>()?;
         sequences.push(DocumentSequence {
-            identifier: seq_field.to_owned(),
+            identifier: list_field.to_owned(),
             documents,
         });
     }
@@ -121,28 +121,33 @@ fn statement(
     stmt: &RawDocument,
     plan: &Plan<'_>,
     m: &Mentions<'_>,
-) -> Result<RawDocumentBuf, Rejection> {
+) -> Result<DocBuilder, Rejection> {
     let mut q = None;
-    let mut limit = None;
-    let mut rest: Vec<(&str, RawBsonRef<'_>)> = Vec::new();
+    let mut limit: Option<Element<'_>> = None;
+    let mut rest: Vec<Element<'_>> = Vec::new();
     for element in elements(stmt) {
-        let (k, v) = element?;
-        match k {
-            "q" => match v {
-                RawBsonRef::Document(d) => q = Some(d),
-                _ => {
-                    return Err(Rejection::new(
-                        Rule::MalformedCommand,
-                        "q must be a document",
-                    ));
-                }
-            },
-            "limit" => limit = Some(v),
-            _ if STATEMENT_FIELDS.contains(&k) => rest.push((k, v)),
-            _ => {
+        let e = element?;
+        match (e.key(), e.value()) {
+            ("q", Value::Document(d)) => q = Some(d),
+            ("q", _) => {
+                return Err(Rejection::new(
+                    Rule::MalformedCommand,
+                    "q must be a document",
+                ));
+            }
+            ("limit", _) => limit = Some(e),
+            ("collation", _) => {
+                check_collation(&e)?;
+                rest.push(e);
+            }
+            (k, _) if STATEMENT_FIELDS.contains(&k) => rest.push(e),
+            (k, _) => {
                 return Err(Rejection::new(
                     Rule::UnknownField,
-                    format!("'{k}' is not a delete statement field"),
+                    format!(
+                        "'{}' is not a delete statement field",
+                        crate::audit::clip(k)
+                    ),
                 ));
             }
         }
@@ -153,11 +158,11 @@ fn statement(
             "a delete statement needs q and limit",
         ));
     };
-    let one = match limit {
-        RawBsonRef::Int32(1) | RawBsonRef::Int64(1) => true,
-        RawBsonRef::Double(1.0) => true,
-        RawBsonRef::Int32(0) | RawBsonRef::Int64(0) => false,
-        RawBsonRef::Double(0.0) => false,
+    let one = match limit.value() {
+        Value::Int32(1) | Value::Int64(1) => true,
+        Value::Double(1.0) => true,
+        Value::Int32(0) | Value::Int64(0) => false,
+        Value::Double(0.0) => false,
         _ => {
             return Err(Rejection::new(
                 Rule::MalformedCommand,
@@ -166,17 +171,17 @@ fn statement(
         }
     };
     check_filter(q, m)?;
-    let mut out = RawDocumentBuf::new();
-    out.append(bson::raw::cstr!("q"), plan.scope.filter(Some(q))?);
+    let mut out = DocBuilder::with_capacity(stmt.as_bytes().len() + 96);
+    out.doc("q", &plan.scope.filter(Some(q))?)?;
     match &plan.soft {
         Some(u) => {
-            out.append(bson::raw::cstr!("u"), u);
-            out.append(bson::raw::cstr!("multi"), !one);
+            out.doc("u", u)?;
+            out.bool("multi", !one)?;
         }
-        None => out.append(bson::raw::cstr!("limit"), limit),
+        None => out.element("limit", &limit)?,
     }
-    for (k, v) in rest {
-        out.append(key(k)?, v);
+    for e in rest {
+        out.element(e.key(), &e)?;
     }
     Ok(out)
 }

@@ -1,14 +1,13 @@
 //! `explain` applies the same rules to the command it wraps; the explained command is rewritten
 //! exactly as if it had been sent on its own (so the plan shown is the plan that would run).
 
-use bson::RawBsonRef;
 use tenantgate_wire::RawDoc;
 
-use super::{no_sequences, rebuild, tenant_command};
+use super::{GENERIC_FIELDS, no_sequences, tenant_command};
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
 use crate::options;
-use crate::raw::{finish, key};
+use crate::raw::{DocBuilder, elements, finish, get};
 
 const FIELDS: [&str; 1] = ["verbosity"];
 const EXPLAINABLE: [&str; 8] = [
@@ -24,7 +23,7 @@ const EXPLAINABLE: [&str; 8] = [
 
 pub(super) fn explain(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejection> {
     no_sequences(req)?;
-    let Ok(Some(RawBsonRef::Document(inner))) = req.body.get("explain") else {
+    let Some(inner) = get(req.body, "explain")?.and_then(|e| e.as_document()) else {
         return Err(Rejection::new(
             Rule::MalformedCommand,
             "explain must wrap a command document",
@@ -84,24 +83,29 @@ pub(super) fn explain(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Reje
             "explained commands carry no document sequences",
         ));
     }
-    let mut first = true;
-    let out = rebuild(req, &t.options, None, &FIELDS, |k, v, out| {
-        out.append(key(k)?, v);
-        Ok(())
-    })?;
-    // Replace the first field (the original inner command) with the rewritten one.
-    let mut body = bson::RawDocumentBuf::new();
-    for element in crate::raw::elements(&out) {
-        let (k, v) = element?;
-        if first {
-            body.append(key(k)?, rewritten.body.as_raw());
-            first = false;
+    let mut out = DocBuilder::with_capacity(rewritten.body.len() + req.body.as_bytes().len());
+    out.doc("explain", rewritten.body.as_raw())?;
+    for element in elements(req.body).skip(1) {
+        let e = element?;
+        let k = e.key();
+        if k == "comment" && t.options.present {
+            if let Some(rest) = &t.options.remaining {
+                out.doc(k, rest)?;
+            }
+        } else if GENERIC_FIELDS.contains(&k) || FIELDS.contains(&k) {
+            out.element(k, &e)?;
         } else {
-            body.append(key(k)?, v);
+            return Err(Rejection::new(
+                Rule::UnknownField,
+                format!(
+                    "'{}' is not a field tenantgate understands for explain",
+                    crate::audit::clip(k)
+                ),
+            ));
         }
     }
     Ok(Forward {
-        body: finish(body)?,
+        body: finish(out)?,
         sequences: Vec::new(),
         reply: ReplyShape::AsIs,
     })

@@ -3,13 +3,11 @@
 //! what a remove returns). The proxy drops `updatedExisting` from the reply
 //! (`ReplyShape::RemoveFromFindAndModify`).
 
-use bson::{RawBson, RawBsonRef, RawDocumentBuf};
-
 use super::{no_sequences, rebuild, target_collection};
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
 use crate::filter::{check_expression, check_filter};
-use crate::raw::{finish, key, truthy};
+use crate::raw::{DocBuilder, Value, finish, get, truthy};
 use crate::update::rewrite_update;
 
 const FIELDS: [&str; 12] = [
@@ -32,21 +30,21 @@ pub(super) fn find_and_modify(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forwa
     let collection = target_collection(req)?;
     let (scope, rules, policy) = t.write_access(collection)?;
     let m = t.mentions();
-    let remove = req.body.get("remove").ok().flatten().is_some_and(truthy);
+    let remove = get(req.body, "remove")?.is_some_and(|e| truthy(e.value()));
     let soft_remove = remove && policy.soft_delete;
-    if remove && req.body.get("update").ok().flatten().is_some() {
+    if remove && get(req.body, "update")?.is_some() {
         return Err(Rejection::new(
             Rule::MalformedCommand,
             "findAndModify cannot both remove and update",
         ));
     }
     let mut saw_query = false;
-    let mut out = rebuild(req, &t.options, None, &FIELDS, |k, v, out| {
-        match k {
-            "query" => {
+    let mut out = rebuild(req, &t.options, None, &FIELDS, |e, out| {
+        match (e.key(), e.value()) {
+            ("query", v) => {
                 let user = match v {
-                    RawBsonRef::Document(d) => Some(d),
-                    RawBsonRef::Null => None,
+                    Value::Document(d) => Some(d),
+                    Value::Null => None,
                     _ => {
                         return Err(Rejection::new(
                             Rule::MalformedCommand,
@@ -57,38 +55,36 @@ pub(super) fn find_and_modify(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forwa
                 if let Some(u) = user {
                     check_filter(u, &m)?;
                 }
-                out.append(key(k)?, scope.filter(user)?);
+                out.doc("query", &scope.filter(user)?)?;
                 saw_query = true;
             }
-            "update" => match rewrite_update(v, &rules)? {
-                Some(RawBson::Document(d)) => out.append(key(k)?, d),
-                Some(RawBson::Array(a)) => out.append(key(k)?, a),
-                Some(other) => out.append(key(k)?, other),
-                None => out.append(key(k)?, v),
+            ("update", u) => match rewrite_update(u, &rules)? {
+                Some(updated) => updated.append_to(out, "update")?,
+                None => out.element("update", e)?,
             },
             // A soft remove is an update that must return the document as it was.
-            "remove" | "new" | "upsert" if soft_remove => {}
-            "let" => {
+            ("remove" | "new" | "upsert", _) if soft_remove => {}
+            ("let", v) => {
                 check_expression(v, &m)?;
-                out.append(key(k)?, v);
+                out.element("let", e)?;
             }
-            _ => out.append(key(k)?, v),
+            (k, _) => out.element(k, e)?,
         }
         Ok(())
     })?;
     if !saw_query {
-        out.append(bson::raw::cstr!("query"), scope.filter(None)?);
+        out.doc("query", &scope.filter(None)?)?;
     }
     let reply = if soft_remove {
-        let mut set = RawDocumentBuf::new();
-        set.append(key(&t.config.soft_delete_field)?, t.now);
+        let mut set = DocBuilder::with_capacity(64);
+        set.datetime(&t.config.soft_delete_field, t.now.timestamp_millis())?;
         if let Some(s) = rules.stamp {
-            set.append(key(s.updated_field)?, s.now);
+            set.datetime(s.updated_field, s.now.timestamp_millis())?;
         }
-        let mut u = RawDocumentBuf::new();
-        u.append(bson::raw::cstr!("$set"), set);
-        out.append(bson::raw::cstr!("update"), u);
-        out.append(bson::raw::cstr!("new"), false);
+        let mut u = DocBuilder::with_capacity(80);
+        u.doc("$set", &set.finish())?;
+        out.doc("update", &u.finish())?;
+        out.bool("new", false)?;
         ReplyShape::RemoveFromFindAndModify
     } else {
         ReplyShape::AsIs

@@ -3,13 +3,12 @@
 //! batch is never half-written. Documents that already carry T (and need no stamps) are forwarded
 //! as the very bytes that arrived.
 
-use bson::{RawArrayBuf, RawBsonRef};
 use tenantgate_wire::{DocumentSequence, RawDoc};
 
 use super::{rebuild, target_collection};
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
-use crate::raw::{finish, items, key};
+use crate::raw::{DocBuilder, Value, elements, finish};
 use crate::update::{WriteRules, rewrite_replacement};
 
 const INSERT_FIELDS: [&str; 3] = ["documents", "ordered", "bypassDocumentValidation"];
@@ -18,31 +17,32 @@ pub(super) fn insert(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
     let collection = target_collection(req)?;
     let (_, rules, _) = t.write_access(collection)?;
     let mut saw_documents = false;
-    let out = rebuild(req, &t.options, None, &INSERT_FIELDS, |k, v, out| {
-        if k == "documents" {
-            let RawBsonRef::Array(docs) = v else {
+    let out = rebuild(req, &t.options, None, &INSERT_FIELDS, |e, out| {
+        if e.key() == "documents" {
+            let Value::Array(docs) = e.value() else {
                 return Err(Rejection::new(
                     Rule::MalformedCommand,
                     "documents must be an array",
                 ));
             };
-            let mut arr = RawArrayBuf::new();
-            for item in items(docs) {
-                let RawBsonRef::Document(d) = item? else {
+            let mut arr = DocBuilder::with_capacity(docs.as_bytes().len() + 64);
+            for item in elements(docs) {
+                let item = item?;
+                let Value::Document(d) = item.value() else {
                     return Err(Rejection::new(
                         Rule::MalformedCommand,
                         "documents must hold documents",
                     ));
                 };
                 match rewrite_replacement(d, &rules)? {
-                    Some(new) => arr.push(&new),
-                    None => arr.push(d),
+                    Some(new) => arr.push_doc(&new)?,
+                    None => arr.push_element(&item)?,
                 }
             }
             saw_documents = true;
-            out.append(key(k)?, arr);
+            out.array("documents", &arr.finish())?;
         } else {
-            out.append(key(k)?, v);
+            out.element(e.key(), e)?;
         }
         Ok(())
     })?;
@@ -53,7 +53,7 @@ pub(super) fn insert(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
                 Rule::UnknownField,
                 format!(
                     "document sequence '{}' is not understood for insert",
-                    seq.identifier
+                    crate::audit::clip(&seq.identifier)
                 ),
             ));
         }
@@ -79,7 +79,12 @@ pub(super) fn insert(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
 fn stamp_all(docs: &[RawDoc], rules: &WriteRules<'_>) -> Result<Vec<RawDoc>, Rejection> {
     docs.iter()
         .map(|d| match rewrite_replacement(d.as_raw(), rules)? {
-            Some(new) => finish(new),
+            Some(new) => RawDoc::from_built(new).map_err(|_| {
+                Rejection::new(
+                    Rule::MalformedCommand,
+                    "rewritten document is not valid BSON",
+                )
+            }),
             None => Ok(d.clone()),
         })
         .collect()

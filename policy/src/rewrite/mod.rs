@@ -16,13 +16,12 @@ mod pipeline;
 mod read;
 mod update;
 
-use bson::{RawBsonRef, RawDocumentBuf};
 use tenantgate_wire::RawDoc;
 
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
 use crate::options::Options;
-use crate::raw::{elements, finish, key};
+use crate::raw::{DocBuilder, Element, Value, elements, finish, get, truthy};
 
 /// Fields any command may carry.
 pub(crate) const GENERIC_FIELDS: [&str; 14] = [
@@ -119,7 +118,7 @@ pub(crate) fn tenant_command(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forwar
             "the cross-collection bulkWrite command is not available to tenants; use the collection-level bulk API",
         )),
         "create" => {
-            let view = req.body.get("viewOn").ok().flatten().is_some();
+            let view = get(req.body, "viewOn")?.is_some();
             let rule = if view {
                 Rule::ViewNotAllowed
             } else {
@@ -151,49 +150,89 @@ pub(crate) fn strip_options(req: &Request<'_>, options: &Options) -> Result<RawD
     if !options.present {
         return Ok(req.raw.clone());
     }
-    let mut out = RawDocumentBuf::new();
+    let mut out = DocBuilder::with_capacity(req.body.as_bytes().len());
     for element in elements(req.body) {
-        let (k, v) = element?;
-        if k == "comment" {
+        let e = element?;
+        if e.key() == "comment" {
             if let Some(rest) = &options.remaining {
-                out.append(key(k)?, rest);
+                out.doc("comment", rest)?;
             }
         } else {
-            out.append(key(k)?, v);
+            out.element(e.key(), &e)?;
         }
     }
     finish(out)
 }
 
+/// `collation` changes how every string comparison in a command behaves — including the
+/// scope's `tenantId: T`: with `strength: 1` or `2`, `alternate: "shifted"` or
+/// `numericOrdering`, ids such as `bank-1` / `bank1` or `bank01` / `bank1` compare equal. Tenants
+/// may only ask for the simple (binary) collation.
+pub(crate) fn check_collation(e: &Element<'_>) -> Result<(), Rejection> {
+    let simple = match e.value() {
+        Value::Document(d) => {
+            let mut it = elements(d);
+            match (it.next().transpose()?, it.next()) {
+                (Some(locale), None) => {
+                    locale.key() == "locale" && locale.as_str() == Some("simple")
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    if simple {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            Rule::CollationNotAllowed,
+            "only {locale: \"simple\"} is allowed: a collation would also loosen the tenant condition",
+        ))
+    }
+}
+
 /// Rebuilds a command body field by field: the command name (renamed to `rename` if given) and
 /// generic fields are copied (the comment without tenantgate's options), fields in `known` go
 /// through `field`, which appends whatever should be forwarded, and anything else is refused as
-/// unknown.
+/// unknown. `collation` and `bypassDocumentValidation` are checked here for every command that
+/// knows them.
 pub(crate) fn rebuild<'b>(
     req: &Request<'b>,
     options: &Options,
     rename: Option<&str>,
     known: &[&str],
-    mut field: impl FnMut(&str, RawBsonRef<'b>, &mut RawDocumentBuf) -> Result<(), Rejection>,
-) -> Result<RawDocumentBuf, Rejection> {
-    let mut out = RawDocumentBuf::new();
+    mut field: impl FnMut(&Element<'b>, &mut DocBuilder) -> Result<(), Rejection>,
+) -> Result<DocBuilder, Rejection> {
+    let mut out = DocBuilder::with_capacity(req.body.as_bytes().len() + 96);
     for (i, element) in elements(req.body).enumerate() {
-        let (k, v) = element?;
+        let e = element?;
+        let k = e.key();
         if i == 0 {
-            out.append(key(rename.unwrap_or(k))?, v);
+            out.element(rename.unwrap_or(k), &e)?;
         } else if k == "comment" && options.present {
             if let Some(rest) = &options.remaining {
-                out.append(key(k)?, rest);
+                out.doc(k, rest)?;
             }
         } else if GENERIC_FIELDS.contains(&k) {
-            out.append(key(k)?, v);
+            out.element(k, &e)?;
         } else if known.contains(&k) {
-            field(k, v, &mut out)?;
+            match k {
+                "collation" => check_collation(&e)?,
+                "bypassDocumentValidation" if truthy(e.value()) => {
+                    return Err(Rejection::new(
+                        Rule::CommandNotAllowed,
+                        "bypassDocumentValidation is reserved for super_admin",
+                    ));
+                }
+                _ => {}
+            }
+            field(&e, &mut out)?;
         } else {
             return Err(Rejection::new(
                 Rule::UnknownField,
                 format!(
-                    "'{k}' is not a field tenantgate understands for {}",
+                    "'{}' is not a field tenantgate understands for {}",
+                    crate::audit::clip(k),
                     req.name
                 ),
             ));
@@ -210,7 +249,8 @@ pub(crate) fn no_sequences(req: &Request<'_>) -> Result<(), Rejection> {
             Rule::UnknownField,
             format!(
                 "document sequence '{}' is not understood for {}",
-                s.identifier, req.name
+                crate::audit::clip(&s.identifier),
+                req.name
             ),
         )),
     }
@@ -218,9 +258,9 @@ pub(crate) fn no_sequences(req: &Request<'_>) -> Result<(), Rejection> {
 
 /// The collection a collection-level command targets (its first field's string value).
 pub(crate) fn target_collection<'b>(req: &Request<'b>) -> Result<&'b str, Rejection> {
-    match req.body.get(req.name) {
-        Ok(Some(RawBsonRef::String(s))) => Ok(s),
-        _ => Err(Rejection::new(
+    match get(req.body, req.name)?.and_then(|e| e.as_str()) {
+        Some(s) => Ok(s),
+        None => Err(Rejection::new(
             Rule::MalformedCommand,
             format!("'{}' must name a collection as a string", req.name),
         )),

@@ -8,12 +8,12 @@
 //! `$documents` reads no collection. Stages that write elsewhere or expose other tenants or the
 //! server are refused; unknown stages are refused.
 
-use bson::{RawArray, RawArrayBuf, RawBsonRef, RawDocument, RawDocumentBuf};
+use bson::{RawDocument, RawDocumentBuf};
 
 use crate::decision::{Rejection, Rule};
 use crate::engine::Tenant;
 use crate::filter::{check_expression, check_filter};
-use crate::raw::{elements, items, key};
+use crate::raw::{DocBuilder, Element, Value, elements, get};
 use crate::scope::Scope;
 
 /// Stages that read only their input documents.
@@ -74,27 +74,36 @@ pub(super) enum Input<'s> {
     Scoped,
 }
 
-/// Rewrites one pipeline read from `input`, in database `db`.
+fn scope_match(scope: &Scope<'_>) -> Result<RawDocumentBuf, Rejection> {
+    let mut m = DocBuilder::with_capacity(96);
+    m.doc("$match", &scope.conditions()?)?;
+    Ok(m.finish())
+}
+
+/// Rewrites one pipeline (an array, as its document) read from `input`, in database `db`.
+/// Returns the new array document.
 pub(super) fn rewrite(
-    stages: &RawArray,
+    stages: &RawDocument,
     input: Input<'_>,
     db: &str,
     t: &Tenant<'_>,
-) -> Result<RawArrayBuf, Rejection> {
+) -> Result<RawDocumentBuf, Rejection> {
     let m = t.mentions();
-    let mut out = RawArrayBuf::new();
-    for (i, item) in items(stages).enumerate() {
-        let RawBsonRef::Document(stage) = item? else {
+    let mut out = DocBuilder::with_capacity(stages.as_bytes().len() + 128);
+    for (i, item) in elements(stages).enumerate() {
+        let item = item?;
+        let Value::Document(stage) = item.value() else {
             return Err(Rejection::new(
                 Rule::MalformedCommand,
                 "pipeline stages must be documents",
             ));
         };
-        let (name, spec) = single_field(stage)?;
+        let spec = single_field(stage)?;
+        let name = spec.key();
         if i == 0 {
             match (input, name) {
                 (Input::Collection(scope), "$geoNear") => {
-                    out.push(&geo_near(spec, &scope, t)?);
+                    out.push_doc(&geo_near(&spec, &scope, t)?)?;
                     continue;
                 }
                 (Input::Collection(scope), _) => {
@@ -105,14 +114,12 @@ pub(super) fn rewrite(
                         ));
                     }
                     if !scope.is_empty() {
-                        let mut m = RawDocumentBuf::new();
-                        m.append(bson::raw::cstr!("$match"), scope.conditions()?);
-                        out.push(&m);
+                        out.push_doc(&scope_match(&scope)?)?;
                     }
                 }
                 (Input::Documents, "$documents") => {
-                    check_expression(spec, &m)?;
-                    out.push(stage);
+                    check_expression(spec.value(), &m)?;
+                    out.push_element(&item)?;
                     continue;
                 }
                 (Input::Documents, _) => {
@@ -126,26 +133,28 @@ pub(super) fn rewrite(
         }
         match name {
             "$match" => {
-                let RawBsonRef::Document(filter) = spec else {
+                let Value::Document(filter) = spec.value() else {
                     return Err(Rejection::new(
                         Rule::MalformedCommand,
                         "$match must be a document",
                     ));
                 };
                 check_filter(filter, &m)?;
-                out.push(stage);
+                out.push_element(&item)?;
             }
-            "$lookup" => out.push(&single("$lookup", lookup(spec, db, t)?)?),
-            "$graphLookup" => out.push(&single("$graphLookup", graph_lookup(spec, db, t)?)?),
-            "$unionWith" => out.push(&single("$unionWith", union_with(spec, db, t)?)?),
-            "$facet" => out.push(&single("$facet", facet(spec, db, t)?)?),
+            "$lookup" => out.push_doc(&single("$lookup", &lookup(&spec, db, t)?)?)?,
+            "$graphLookup" => {
+                out.push_doc(&single("$graphLookup", &graph_lookup(&spec, db, t)?)?)?
+            }
+            "$unionWith" => out.push_doc(&single("$unionWith", &union_with(&spec, db, t)?)?)?,
+            "$facet" => out.push_doc(&single("$facet", &facet(&spec, db, t)?)?)?,
             "$geoNear" | "$documents" => {
                 return Err(Rejection::new(
                     Rule::StageNotAllowed,
                     format!("{name} is only allowed as the first stage"),
                 ));
             }
-            _ if SAFE_STAGES.contains(&name) => out.push(stage),
+            _ if SAFE_STAGES.contains(&name) => out.push_element(&item)?,
             _ if DENIED_STAGES.contains(&name) => {
                 return Err(Rejection::new(
                     Rule::StageNotAllowed,
@@ -155,7 +164,7 @@ pub(super) fn rewrite(
             _ => {
                 return Err(Rejection::new(
                     Rule::UnknownStage,
-                    format!("unknown aggregation stage {name}"),
+                    format!("unknown aggregation stage {}", crate::audit::clip(name)),
                 ));
             }
         }
@@ -163,15 +172,13 @@ pub(super) fn rewrite(
     if let (Input::Collection(scope), true) = (input, out.is_empty()) {
         // An empty pipeline still returns every document of the collection: scope it.
         if !scope.is_empty() {
-            let mut m = RawDocumentBuf::new();
-            m.append(bson::raw::cstr!("$match"), scope.conditions()?);
-            out.push(&m);
+            out.push_doc(&scope_match(&scope)?)?;
         }
     }
-    Ok(out)
+    Ok(out.finish())
 }
 
-fn single_field(stage: &RawDocument) -> Result<(&str, RawBsonRef<'_>), Rejection> {
+fn single_field(stage: &RawDocument) -> Result<Element<'_>, Rejection> {
     let mut it = elements(stage);
     match (it.next(), it.next()) {
         (Some(first), None) => first,
@@ -182,66 +189,66 @@ fn single_field(stage: &RawDocument) -> Result<(&str, RawBsonRef<'_>), Rejection
     }
 }
 
-fn single(name: &str, spec: RawDocumentBuf) -> Result<RawDocumentBuf, Rejection> {
-    let mut d = RawDocumentBuf::new();
-    d.append(key(name)?, spec);
-    Ok(d)
+fn single(name: &str, spec: &RawDocument) -> Result<RawDocumentBuf, Rejection> {
+    let mut d = DocBuilder::with_capacity(spec.as_bytes().len() + 16);
+    d.doc(name, spec)?;
+    Ok(d.finish())
+}
+
+fn spec_doc<'a>(spec: &Element<'a>) -> Result<&'a RawDocument, Rejection> {
+    spec.as_document().ok_or_else(|| {
+        Rejection::new(
+            Rule::MalformedCommand,
+            format!("{} must be a document", spec.key()),
+        )
+    })
 }
 
 /// `$geoNear` first: the scope goes into its `query`.
 fn geo_near(
-    spec: RawBsonRef<'_>,
+    spec: &Element<'_>,
     scope: &Scope<'_>,
     t: &Tenant<'_>,
 ) -> Result<RawDocumentBuf, Rejection> {
-    let RawBsonRef::Document(d) = spec else {
-        return Err(Rejection::new(
-            Rule::MalformedCommand,
-            "$geoNear must be a document",
-        ));
-    };
-    let mut out = RawDocumentBuf::new();
+    let d = spec_doc(spec)?;
+    let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 96);
     let mut saw = false;
     for element in elements(d) {
-        let (k, v) = element?;
-        if k == "query" {
-            let RawBsonRef::Document(q) = v else {
+        let e = element?;
+        if e.key() == "query" {
+            let Value::Document(q) = e.value() else {
                 return Err(Rejection::new(
                     Rule::MalformedCommand,
                     "$geoNear.query must be a document",
                 ));
             };
             check_filter(q, &t.mentions())?;
-            out.append(key(k)?, scope.filter(Some(q))?);
+            out.doc("query", &scope.filter(Some(q))?)?;
             saw = true;
         } else {
-            out.append(key(k)?, v);
+            out.element(e.key(), &e)?;
         }
     }
     if !saw && !scope.is_empty() {
-        out.append(bson::raw::cstr!("query"), scope.conditions()?);
+        out.doc("query", &scope.conditions()?)?;
     }
-    single("$geoNear", out)
+    single("$geoNear", &out.finish())
 }
 
 /// The collection a sub-read names: `from: "c"` or `from: {db, coll}` in the same database.
-fn foreign<'v>(v: RawBsonRef<'v>, db: &str, what: &str) -> Result<&'v str, Rejection> {
+fn foreign<'v>(v: Value<'v>, db: &str, what: &str) -> Result<&'v str, Rejection> {
     match v {
-        RawBsonRef::String(s) => Ok(s),
-        RawBsonRef::Document(d) => {
-            if !matches!(d.get("db"), Ok(Some(RawBsonRef::String(x))) if x == db) {
+        Value::String(s) => Ok(s),
+        Value::Document(d) => {
+            if get(d, "db")?.and_then(|e| e.as_str()) != Some(db) {
                 return Err(Rejection::new(
                     Rule::CrossDatabase,
                     format!("{what} may not read another database"),
                 ));
             }
-            match d.get("coll") {
-                Ok(Some(RawBsonRef::String(s))) => Ok(s),
-                _ => Err(Rejection::new(
-                    Rule::MalformedCommand,
-                    format!("{what} needs a collection"),
-                )),
-            }
+            get(d, "coll")?.and_then(|e| e.as_str()).ok_or_else(|| {
+                Rejection::new(Rule::MalformedCommand, format!("{what} needs a collection"))
+            })
         }
         _ => Err(Rejection::new(
             Rule::MalformedCommand,
@@ -250,7 +257,7 @@ fn foreign<'v>(v: RawBsonRef<'v>, db: &str, what: &str) -> Result<&'v str, Rejec
     }
 }
 
-fn lookup(spec: RawBsonRef<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf, Rejection> {
+fn lookup(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf, Rejection> {
     const FIELDS: [&str; 6] = [
         "from",
         "localField",
@@ -259,25 +266,20 @@ fn lookup(spec: RawBsonRef<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentB
         "let",
         "pipeline",
     ];
-    let RawBsonRef::Document(d) = spec else {
-        return Err(Rejection::new(
-            Rule::MalformedCommand,
-            "$lookup must be a document",
-        ));
-    };
+    let d = spec_doc(spec)?;
     let mut from = None;
     let mut pipeline = None;
     for element in elements(d) {
-        let (k, v) = element?;
-        match k {
-            "from" => from = Some(foreign(v, db, "$lookup")?),
-            "pipeline" => pipeline = Some(v),
-            "let" => check_expression(v, &t.mentions())?,
-            _ if FIELDS.contains(&k) => {}
-            _ => {
+        let e = element?;
+        match e.key() {
+            "from" => from = Some(foreign(e.value(), db, "$lookup")?),
+            "pipeline" => pipeline = Some(as_stages(&e)?),
+            "let" => check_expression(e.value(), &t.mentions())?,
+            k if FIELDS.contains(&k) => {}
+            k => {
                 return Err(Rejection::new(
                     Rule::UnknownField,
-                    format!("'{k}' is not a $lookup field"),
+                    format!("'{}' is not a $lookup field", crate::audit::clip(k)),
                 ));
             }
         }
@@ -286,18 +288,16 @@ fn lookup(spec: RawBsonRef<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentB
         (Some(coll), p) => {
             let scope = t.read_scope(coll)?;
             match p {
-                Some(p) => Some(rewrite(as_stages(p)?, Input::Collection(scope), db, t)?),
+                Some(p) => Some(rewrite(p, Input::Collection(scope), db, t)?),
                 None if scope.is_empty() => None,
                 None => {
-                    let mut arr = RawArrayBuf::new();
-                    let mut m = RawDocumentBuf::new();
-                    m.append(bson::raw::cstr!("$match"), scope.conditions()?);
-                    arr.push(&m);
-                    Some(arr)
+                    let mut arr = DocBuilder::with_capacity(96);
+                    arr.push_doc(&scope_match(&scope)?)?;
+                    Some(arr.finish())
                 }
             }
         }
-        (None, Some(p)) => Some(rewrite(as_stages(p)?, Input::Documents, db, t)?),
+        (None, Some(p)) => Some(rewrite(p, Input::Documents, db, t)?),
         (None, None) => {
             return Err(Rejection::new(
                 Rule::MalformedCommand,
@@ -305,24 +305,20 @@ fn lookup(spec: RawBsonRef<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentB
             ));
         }
     };
-    let mut out = RawDocumentBuf::new();
+    let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 128);
     for element in elements(d) {
-        let (k, v) = element?;
-        if k != "pipeline" {
-            out.append(key(k)?, v);
+        let e = element?;
+        if e.key() != "pipeline" {
+            out.element(e.key(), &e)?;
         }
     }
     if let Some(sub) = sub {
-        out.append(bson::raw::cstr!("pipeline"), sub);
+        out.array("pipeline", &sub)?;
     }
-    Ok(out)
+    Ok(out.finish())
 }
 
-fn graph_lookup(
-    spec: RawBsonRef<'_>,
-    db: &str,
-    t: &Tenant<'_>,
-) -> Result<RawDocumentBuf, Rejection> {
+fn graph_lookup(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf, Rejection> {
     const FIELDS: [&str; 8] = [
         "from",
         "startWith",
@@ -333,15 +329,10 @@ fn graph_lookup(
         "depthField",
         "restrictSearchWithMatch",
     ];
-    let RawBsonRef::Document(d) = spec else {
-        return Err(Rejection::new(
-            Rule::MalformedCommand,
-            "$graphLookup must be a document",
-        ));
-    };
-    let coll = match d.get("from") {
-        Ok(Some(v)) => foreign(v, db, "$graphLookup")?,
-        _ => {
+    let d = spec_doc(spec)?;
+    let coll = match get(d, "from")? {
+        Some(e) => foreign(e.value(), db, "$graphLookup")?,
+        None => {
             return Err(Rejection::new(
                 Rule::MalformedCommand,
                 "$graphLookup needs from",
@@ -349,59 +340,56 @@ fn graph_lookup(
         }
     };
     let scope = t.read_scope(coll)?;
-    let mut out = RawDocumentBuf::new();
+    let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 128);
     let mut saw = false;
     for element in elements(d) {
-        let (k, v) = element?;
-        match k {
-            "restrictSearchWithMatch" => {
-                let RawBsonRef::Document(f) = v else {
-                    return Err(Rejection::new(
-                        Rule::MalformedCommand,
-                        "restrictSearchWithMatch must be a document",
-                    ));
-                };
+        let e = element?;
+        match (e.key(), e.value()) {
+            ("restrictSearchWithMatch", Value::Document(f)) => {
                 check_filter(f, &t.mentions())?;
-                out.append(key(k)?, scope.filter(Some(f))?);
+                out.doc("restrictSearchWithMatch", &scope.filter(Some(f))?)?;
                 saw = true;
             }
-            "startWith" => {
-                check_expression(v, &t.mentions())?;
-                out.append(key(k)?, v);
+            ("restrictSearchWithMatch", _) => {
+                return Err(Rejection::new(
+                    Rule::MalformedCommand,
+                    "restrictSearchWithMatch must be a document",
+                ));
             }
-            _ if FIELDS.contains(&k) => out.append(key(k)?, v),
-            _ => {
+            ("startWith", v) => {
+                check_expression(v, &t.mentions())?;
+                out.element("startWith", &e)?;
+            }
+            (k, _) if FIELDS.contains(&k) => out.element(k, &e)?,
+            (k, _) => {
                 return Err(Rejection::new(
                     Rule::UnknownField,
-                    format!("'{k}' is not a $graphLookup field"),
+                    format!("'{}' is not a $graphLookup field", crate::audit::clip(k)),
                 ));
             }
         }
     }
     if !saw && !scope.is_empty() {
-        out.append(
-            bson::raw::cstr!("restrictSearchWithMatch"),
-            scope.conditions()?,
-        );
+        out.doc("restrictSearchWithMatch", &scope.conditions()?)?;
     }
-    Ok(out)
+    Ok(out.finish())
 }
 
-fn union_with(spec: RawBsonRef<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf, Rejection> {
-    let (coll, pipeline) = match spec {
-        RawBsonRef::String(s) => (Some(s), None),
-        RawBsonRef::Document(d) => {
+fn union_with(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf, Rejection> {
+    let (coll, pipeline) = match spec.value() {
+        Value::String(s) => (Some(s), None),
+        Value::Document(d) => {
             let mut coll = None;
             let mut pipeline = None;
             for element in elements(d) {
-                let (k, v) = element?;
-                match k {
-                    "coll" => coll = Some(foreign(v, db, "$unionWith")?),
-                    "pipeline" => pipeline = Some(as_stages(v)?),
-                    _ => {
+                let e = element?;
+                match e.key() {
+                    "coll" => coll = Some(foreign(e.value(), db, "$unionWith")?),
+                    "pipeline" => pipeline = Some(as_stages(&e)?),
+                    k => {
                         return Err(Rejection::new(
                             Rule::UnknownField,
-                            format!("'{k}' is not a $unionWith field"),
+                            format!("'{}' is not a $unionWith field", crate::audit::clip(k)),
                         ));
                     }
                 }
@@ -415,12 +403,12 @@ fn union_with(spec: RawBsonRef<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocum
             ));
         }
     };
-    let empty = RawArrayBuf::new();
-    let mut out = RawDocumentBuf::new();
+    let empty = DocBuilder::with_capacity(8).finish();
+    let mut out = DocBuilder::with_capacity(256);
     let sub = match coll {
         Some(c) => {
             let scope = t.read_scope(c)?;
-            out.append(bson::raw::cstr!("coll"), c);
+            out.str("coll", c)?;
             rewrite(pipeline.unwrap_or(&empty), Input::Collection(scope), db, t)?
         }
         None => match pipeline {
@@ -433,31 +421,21 @@ fn union_with(spec: RawBsonRef<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocum
             }
         },
     };
-    out.append(bson::raw::cstr!("pipeline"), sub);
-    Ok(out)
+    out.array("pipeline", &sub)?;
+    Ok(out.finish())
 }
 
-fn facet(spec: RawBsonRef<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf, Rejection> {
-    let RawBsonRef::Document(d) = spec else {
-        return Err(Rejection::new(
-            Rule::MalformedCommand,
-            "$facet must be a document",
-        ));
-    };
-    let mut out = RawDocumentBuf::new();
+fn facet(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf, Rejection> {
+    let d = spec_doc(spec)?;
+    let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 64);
     for element in elements(d) {
-        let (k, v) = element?;
-        out.append(key(k)?, rewrite(as_stages(v)?, Input::Scoped, db, t)?);
+        let e = element?;
+        out.array(e.key(), &rewrite(as_stages(&e)?, Input::Scoped, db, t)?)?;
     }
-    Ok(out)
+    Ok(out.finish())
 }
 
-fn as_stages(v: RawBsonRef<'_>) -> Result<&RawArray, Rejection> {
-    match v {
-        RawBsonRef::Array(a) => Ok(a),
-        _ => Err(Rejection::new(
-            Rule::MalformedCommand,
-            "a pipeline must be an array",
-        )),
-    }
+fn as_stages<'a>(e: &Element<'a>) -> Result<&'a RawDocument, Rejection> {
+    e.as_array()
+        .ok_or_else(|| Rejection::new(Rule::MalformedCommand, "a pipeline must be an array"))
 }

@@ -3,13 +3,11 @@
 //! `count` without a query (what `estimatedDocumentCount` sends) gets the scope as its query, so
 //! it counts only the tenant's live documents.
 
-use bson::RawBsonRef;
-
 use super::{no_sequences, rebuild, target_collection};
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
 use crate::filter::{check_expression, check_filter};
-use crate::raw::{finish, key};
+use crate::raw::{Value, finish};
 
 const FIND_FIELDS: [&str; 20] = [
     "filter",
@@ -47,11 +45,12 @@ pub(super) fn read(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejecti
         _ => ("query", &DISTINCT_FIELDS),
     };
     let mut saw_filter = false;
-    let mut out = rebuild(req, &t.options, None, known, |k, v, out| {
+    let mut out = rebuild(req, &t.options, None, known, |e, out| {
+        let k = e.key();
         if k == filter_field {
-            let user = match v {
-                RawBsonRef::Document(d) => Some(d),
-                RawBsonRef::Null | RawBsonRef::Undefined => None,
+            let user = match e.value() {
+                Value::Document(d) => Some(d),
+                Value::Null | Value::Other(0x06) => None,
                 _ => {
                     return Err(Rejection::new(
                         Rule::MalformedCommand,
@@ -62,18 +61,18 @@ pub(super) fn read(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejecti
             if let Some(u) = user {
                 check_filter(u, &m)?;
             }
-            out.append(key(k)?, scope.filter(user)?);
+            out.doc(k, &scope.filter(user)?)?;
             saw_filter = true;
         } else {
             if k == "let" {
-                check_expression(v, &m)?;
+                check_expression(e.value(), &m)?;
             }
-            out.append(key(k)?, v);
+            out.element(k, e)?;
         }
         Ok(())
     })?;
     if !saw_filter {
-        out.append(key(filter_field)?, scope.filter(None)?);
+        out.doc(filter_field, &scope.filter(None)?)?;
     }
     Ok(Forward {
         body: finish(out)?,

@@ -1,14 +1,14 @@
 //! `update`: each statement's filter is scoped and its update checked (see [`crate::update`]).
 //! Statements come from the body's `updates` array or an `updates` document sequence.
 
-use bson::{RawArrayBuf, RawBson, RawBsonRef, RawDocument, RawDocumentBuf};
+use bson::RawDocument;
 use tenantgate_wire::{DocumentSequence, RawDoc};
 
-use super::{rebuild, target_collection};
+use super::{check_collation, rebuild, target_collection};
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
 use crate::filter::{Mentions, check_expression, check_filter};
-use crate::raw::{elements, finish, items, key};
+use crate::raw::{DocBuilder, Value, elements, finish};
 use crate::scope::Scope;
 use crate::update::{WriteRules, rewrite_update};
 
@@ -30,33 +30,33 @@ pub(super) fn update(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
     let (scope, rules, _) = t.write_access(collection)?;
     let m = t.mentions();
     let mut saw_updates = false;
-    let out = rebuild(req, &t.options, None, &UPDATE_FIELDS, |k, v, out| {
-        match k {
-            "updates" => {
-                let RawBsonRef::Array(stmts) = v else {
-                    return Err(Rejection::new(
-                        Rule::MalformedCommand,
-                        "updates must be an array",
-                    ));
-                };
-                let mut arr = RawArrayBuf::new();
-                for item in items(stmts) {
-                    let RawBsonRef::Document(stmt) = item? else {
+    let out = rebuild(req, &t.options, None, &UPDATE_FIELDS, |e, out| {
+        match (e.key(), e.value()) {
+            ("updates", Value::Array(stmts)) => {
+                let mut arr = DocBuilder::with_capacity(stmts.as_bytes().len() + 128);
+                for item in elements(stmts) {
+                    let Value::Document(stmt) = item?.value() else {
                         return Err(Rejection::new(
                             Rule::MalformedCommand,
                             "updates must hold documents",
                         ));
                     };
-                    arr.push(statement(stmt, &scope, &rules, &m)?);
+                    arr.push_doc(&statement(stmt, &scope, &rules, &m)?.finish())?;
                 }
                 saw_updates = true;
-                out.append(key(k)?, arr);
+                out.array("updates", &arr.finish())?;
             }
-            "let" => {
+            ("updates", _) => {
+                return Err(Rejection::new(
+                    Rule::MalformedCommand,
+                    "updates must be an array",
+                ));
+            }
+            ("let", v) => {
                 check_expression(v, &m)?;
-                out.append(key(k)?, v);
+                out.element("let", e)?;
             }
-            _ => out.append(key(k)?, v),
+            (k, _) => out.element(k, e)?,
         }
         Ok(())
     })?;
@@ -67,7 +67,7 @@ pub(super) fn update(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
                 Rule::UnknownField,
                 format!(
                     "document sequence '{}' is not understood for update",
-                    seq.identifier
+                    crate::audit::clip(&seq.identifier)
                 ),
             ));
         }
@@ -101,41 +101,46 @@ fn statement(
     scope: &Scope<'_>,
     rules: &WriteRules<'_>,
     m: &Mentions<'_>,
-) -> Result<RawDocumentBuf, Rejection> {
-    let mut out = RawDocumentBuf::new();
+) -> Result<DocBuilder, Rejection> {
+    let mut out = DocBuilder::with_capacity(stmt.as_bytes().len() + 96);
     let (mut saw_q, mut saw_u) = (false, false);
     for element in elements(stmt) {
-        let (k, v) = element?;
-        match k {
-            "q" => {
-                let RawBsonRef::Document(q) = v else {
-                    return Err(Rejection::new(
-                        Rule::MalformedCommand,
-                        "q must be a document",
-                    ));
-                };
+        let e = element?;
+        match (e.key(), e.value()) {
+            ("q", Value::Document(q)) => {
                 check_filter(q, m)?;
-                out.append(key(k)?, scope.filter(Some(q))?);
+                out.doc("q", &scope.filter(Some(q))?)?;
                 saw_q = true;
             }
-            "u" => {
-                match rewrite_update(v, rules)? {
-                    Some(RawBson::Document(d)) => out.append(key(k)?, d),
-                    Some(RawBson::Array(a)) => out.append(key(k)?, a),
-                    Some(other) => out.append(key(k)?, other),
-                    None => out.append(key(k)?, v),
+            ("q", _) => {
+                return Err(Rejection::new(
+                    Rule::MalformedCommand,
+                    "q must be a document",
+                ));
+            }
+            ("u", u) => {
+                match rewrite_update(u, rules)? {
+                    Some(updated) => updated.append_to(&mut out, "u")?,
+                    None => out.element("u", &e)?,
                 }
                 saw_u = true;
             }
-            "c" => {
-                check_expression(v, m)?;
-                out.append(key(k)?, v);
+            ("c", c) => {
+                check_expression(c, m)?;
+                out.element("c", &e)?;
             }
-            _ if STATEMENT_FIELDS.contains(&k) => out.append(key(k)?, v),
-            _ => {
+            ("collation", _) => {
+                check_collation(&e)?;
+                out.element("collation", &e)?;
+            }
+            (k, _) if STATEMENT_FIELDS.contains(&k) => out.element(k, &e)?,
+            (k, _) => {
                 return Err(Rejection::new(
                     Rule::UnknownField,
-                    format!("'{k}' is not an update statement field"),
+                    format!(
+                        "'{}' is not an update statement field",
+                        crate::audit::clip(k)
+                    ),
                 ));
             }
         }
