@@ -177,20 +177,26 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
             own_tenant,
         );
     }
-    let Some(db) = crate::raw::get(raw, "$db")
-        .ok()
-        .flatten()
-        .and_then(|e| e.as_str())
-    else {
+    // One scan finds both fields every command needs.
+    let (mut db, mut comment) = (None, None);
+    for element in crate::raw::elements(raw) {
+        match element {
+            Ok(e) if e.key() == "$db" && db.is_none() => db = Some(e),
+            Ok(e) if e.key() == "comment" && comment.is_none() => comment = Some(e),
+            Ok(_) => {}
+            Err(r) => return reject(r, own_tenant),
+        }
+    }
+    let Some(db) = db.and_then(|e| e.as_str()) else {
         return reject(
             Rejection::new(Rule::MalformedCommand, "the command has no string $db"),
             own_tenant,
         );
     };
-    if let Err(r) = hygiene::check_command(raw, sequences) {
+    if let Err(r) = hygiene::check_command(body, sequences) {
         return reject(r, own_tenant);
     }
-    let opts = match options::parse(raw) {
+    let opts = match options::parse_comment(comment) {
         Ok(o) => o,
         Err(r) => return reject(r, own_tenant),
     };

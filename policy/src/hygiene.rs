@@ -11,7 +11,7 @@
 //! One pass over everything, no allocation for documents of up to 32 keys.
 
 use bson::RawDocument;
-use tenantgate_wire::DocumentSequence;
+use tenantgate_wire::{DocumentSequence, RawDoc};
 
 use crate::decision::{Rejection, Rule};
 use crate::raw::{Value, elements, get};
@@ -19,14 +19,16 @@ use crate::raw::{Value, elements, get};
 const JS_OPERATORS: [&str; 3] = ["$where", "$function", "$accumulator"];
 const INLINE_KEYS: usize = 32;
 
-/// Checks the body and every sequence.
+/// Checks the body and every sequence. Documents the wire codec validated carry the answer
+/// already ([`tenantgate_wire::DocFacts`], found in its own walk); only a flagged or built
+/// document is walked here, to name the offending key.
 pub(crate) fn check_command(
-    body: &RawDocument,
+    body: &RawDoc,
     sequences: &[DocumentSequence],
 ) -> Result<(), Rejection> {
-    check_document(body)?;
+    check_raw_doc(body)?;
     for (i, seq) in sequences.iter().enumerate() {
-        if get(body, &seq.identifier)?.is_some() {
+        if get(body.as_raw(), &seq.identifier)?.is_some() {
             return Err(Rejection::new(
                 Rule::DuplicateKey,
                 format!(
@@ -45,10 +47,26 @@ pub(crate) fn check_command(
             ));
         }
         for doc in &seq.documents {
-            check_document(doc.as_raw())?;
+            check_raw_doc(doc)?;
         }
     }
     Ok(())
+}
+
+fn check_raw_doc(doc: &RawDoc) -> Result<(), Rejection> {
+    match doc.facts() {
+        Some(f) if !f.duplicate_keys && !f.javascript => Ok(()),
+        Some(f) => {
+            check_document(doc.as_raw())?;
+            // The walk below agrees with the codec's; should it ever not, refuse all the same.
+            Err(if f.javascript {
+                Rejection::new(Rule::Javascript, "server-side JavaScript is not allowed")
+            } else {
+                Rejection::new(Rule::DuplicateKey, "a key appears twice in one document")
+            })
+        }
+        None => check_document(doc.as_raw()),
+    }
 }
 
 /// Checks one document and everything inside it.

@@ -32,7 +32,14 @@ const PREFIX: &str = "tenantgate:";
 
 /// Reads options from a command body's `comment`.
 pub(crate) fn parse(body: &RawDocument) -> Result<Options, Rejection> {
-    let Some(comment) = get(body, "comment")? else {
+    parse_comment(get(body, "comment")?)
+}
+
+/// Reads options from a `comment` element found by the caller's own scan.
+pub(crate) fn parse_comment(
+    comment: Option<crate::raw::Element<'_>>,
+) -> Result<Options, Rejection> {
+    let Some(comment) = comment else {
         return Ok(Options::default());
     };
     match comment.value() {
@@ -108,7 +115,7 @@ fn without_tenantgate(d: &RawDocument) -> Result<Option<RawDocumentBuf>, Rejecti
     for element in elements(d) {
         let e = element?;
         if e.key() != "tenantgate" {
-            out.element(e.key(), &e)?;
+            out.copy(&e);
         }
     }
     Ok(if out.is_empty() {

@@ -207,7 +207,7 @@ fn stamp_operators(d: &RawDocument, s: Stamp<'_>) -> Result<RawDocumentBuf, Reje
                 soi.datetime(s.created_field, now)?;
                 out.doc("$setOnInsert", &soi.finish())?;
             }
-            _ => out.element(e.key(), &e)?,
+            _ => out.copy(&e),
         }
     }
     if !saw_set {
@@ -247,7 +247,7 @@ pub(crate) fn rewrite_replacement(
                 let e = element?;
                 has_created |= e.key() == s.created_field;
                 if e.key() != s.updated_field {
-                    out.element(e.key(), &e)?;
+                    out.copy(&e);
                 }
             }
             if needs_tenant {

@@ -63,18 +63,61 @@ pub(crate) struct Invalid {
     pub(crate) fault: BsonFault,
 }
 
+/// What validation learned about a document, at every depth, for the policy engine: hazards
+/// that must refuse a command, found during the one walk the codec makes anyway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DocFacts {
+    /// Some (non-array) document repeats a key: two parsers could read different values.
+    pub duplicate_keys: bool,
+    /// JavaScript appears: a code value, or a `$where` / `$function` / `$accumulator` key.
+    pub javascript: bool,
+}
+
+impl DocFacts {
+    fn merge(&mut self, other: DocFacts) {
+        self.duplicate_keys |= other.duplicate_keys;
+        self.javascript |= other.javascript;
+    }
+}
+
 /// A complete, validated BSON document held in shared [`Bytes`].
 ///
 /// Cloning is a reference-count increment. Equality compares bytes, which is what round-trip
 /// guarantees are about.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RawDoc(Bytes);
+#[derive(Clone)]
+pub struct RawDoc {
+    bytes: Bytes,
+    /// Known for documents that were validated; `None` for ones built by this process.
+    facts: Option<DocFacts>,
+}
+
+impl PartialEq for RawDoc {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for RawDoc {}
+
+impl std::hash::Hash for RawDoc {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+    }
+}
 
 impl RawDoc {
     /// Validates `bytes` as exactly one BSON document nested at most `max_depth` deep.
     pub fn from_bytes(bytes: Bytes, max_depth: u32) -> Result<Self, (usize, BsonFault)> {
-        validate(&bytes, max_depth).map_err(|e| (e.offset, e.fault))?;
-        Ok(RawDoc(bytes))
+        let facts = validate(&bytes, max_depth).map_err(|e| (e.offset, e.fault))?;
+        Ok(RawDoc {
+            bytes,
+            facts: Some(facts),
+        })
+    }
+
+    /// What validation found (duplicate keys, JavaScript); `None` for built documents.
+    pub fn facts(&self) -> Option<DocFacts> {
+        self.facts
     }
 
     /// Copies and validates a document built with the `bson` crate. Documents built through its
@@ -110,7 +153,10 @@ impl RawDoc {
         {
             return Err((0, BsonFault::LengthMismatch));
         }
-        Ok(RawDoc(Bytes::from(bytes)))
+        Ok(RawDoc {
+            bytes: Bytes::from(bytes),
+            facts: None,
+        })
     }
 
     /// The document as a borrowed raw BSON view.
@@ -118,27 +164,27 @@ impl RawDoc {
         // `validate` checked exactly what `from_bytes` checks (length prefix equals the slice
         // length, at least five bytes, trailing NUL), and the bytes are immutable since.
         #[allow(clippy::expect_used)]
-        RawDocument::from_bytes(&self.0).expect("RawDoc holds a validated document")
+        RawDocument::from_bytes(&self.bytes).expect("RawDoc holds a validated document")
     }
 
     /// The encoded document.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 
     /// The shared buffer behind the document.
     pub fn bytes(&self) -> &Bytes {
-        &self.0
+        &self.bytes
     }
 
     /// Encoded length in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bytes.len()
     }
 
     /// True for the five-byte empty document `{}`.
     pub fn is_empty(&self) -> bool {
-        self.0.len() == 5
+        self.bytes.len() == 5
     }
 
     /// The first key: for a command body, the command name.
@@ -189,9 +235,10 @@ fn le_i32(b: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
-/// Checks one whole document: `bytes` must be exactly the document.
-pub(crate) fn validate(bytes: &[u8], max_depth: u32) -> Result<(), Invalid> {
-    validate_at(bytes, 0, 0, max_depth)
+/// Checks one whole document: `bytes` must be exactly the document. Returns what the walk
+/// learned about it ([`DocFacts`]).
+pub(crate) fn validate(bytes: &[u8], max_depth: u32) -> Result<DocFacts, Invalid> {
+    validate_at(bytes, 0, 0, max_depth, false)
 }
 
 fn fail(offset: usize, fault: BsonFault) -> Invalid {
@@ -199,7 +246,18 @@ fn fail(offset: usize, fault: BsonFault) -> Invalid {
 }
 
 /// Validates the document `doc` (exactly its bytes), found at `base` in the outermost document.
-fn validate_at(doc: &[u8], base: usize, depth: u32, max_depth: u32) -> Result<(), Invalid> {
+/// Keys compared for duplicates without allocating; documents with more keys use a set.
+const INLINE_KEYS: usize = 32;
+/// Operators that run server-side JavaScript.
+const JS_OPERATORS: [&[u8]; 3] = [b"$where", b"$function", b"$accumulator"];
+
+fn validate_at(
+    doc: &[u8],
+    base: usize,
+    depth: u32,
+    max_depth: u32,
+    is_array: bool,
+) -> Result<DocFacts, Invalid> {
     if depth > max_depth {
         return Err(fail(base, BsonFault::TooDeep));
     }
@@ -214,15 +272,42 @@ fn validate_at(doc: &[u8], base: usize, depth: u32, max_depth: u32) -> Result<()
     if doc[end] != 0 {
         return Err(fail(base + end, BsonFault::MissingTerminator));
     }
+    let mut facts = DocFacts::default();
+    let mut inline: [&[u8]; INLINE_KEYS] = [&[]; INLINE_KEYS];
+    let mut count = 0usize;
+    let mut overflow: Option<std::collections::HashSet<&[u8]>> = None;
     let mut i = 4;
     while i < end {
         let element_at = i;
         let ty = doc[i];
         i += 1;
-        i += cstring_len(&doc[i..end], base + i).map_err(|e| match e.fault {
+        let key_len = cstring_len(&doc[i..end], base + i).map_err(|e| match e.fault {
             BsonFault::Truncated => fail(base + element_at, BsonFault::Truncated),
             _ => e,
         })?;
+        let key = &doc[i..i + key_len - 1];
+        i += key_len;
+        if !is_array {
+            let duplicate = match overflow.as_mut() {
+                Some(set) => !set.insert(key),
+                None if count < INLINE_KEYS => {
+                    let seen = inline[..count].contains(&key);
+                    inline[count] = key;
+                    seen
+                }
+                None => {
+                    let mut set: std::collections::HashSet<&[u8]> =
+                        inline.iter().copied().collect();
+                    let seen = !set.insert(key);
+                    overflow = Some(set);
+                    seen
+                }
+            };
+            count += 1;
+            facts.duplicate_keys |= duplicate;
+            facts.javascript |= key.first() == Some(&b'$') && JS_OPERATORS.contains(&key);
+        }
+        facts.javascript |= matches!(ty, 0x0D | 0x0F);
         let value = &doc[i..end];
         let at = base + i;
         let need = |n: usize| {
@@ -244,7 +329,13 @@ fn validate_at(doc: &[u8], base: usize, depth: u32, max_depth: u32) -> Result<()
                 if n > value.len() {
                     return Err(fail(at, BsonFault::Truncated));
                 }
-                validate_at(&value[..n], at, depth + 1, max_depth)?;
+                facts.merge(validate_at(
+                    &value[..n],
+                    at,
+                    depth + 1,
+                    max_depth,
+                    ty == 0x04,
+                )?);
                 n
             }
             0x05 => binary_len(value, at)?,
@@ -286,7 +377,7 @@ fn validate_at(doc: &[u8], base: usize, depth: u32, max_depth: u32) -> Result<()
     if i != end {
         return Err(fail(base + end, BsonFault::Truncated));
     }
-    Ok(())
+    Ok(facts)
 }
 
 /// Length of a C string including its NUL, checking UTF-8. Keys are almost always ASCII, which
@@ -356,7 +447,7 @@ fn code_with_scope_len(
     let inner = &value[4..total];
     let code = string_len(inner, at + 4)?;
     let scope = &inner[code..];
-    validate_at(scope, at + 4 + code, depth + 1, max_depth)?;
+    validate_at(scope, at + 4 + code, depth + 1, max_depth, false)?;
     Ok(total)
 }
 
@@ -366,7 +457,9 @@ mod tests {
     use bson::{Binary, DateTime, Decimal128, Regex, Timestamp, doc, rawdoc, spec::BinarySubtype};
 
     fn ok(bytes: &[u8]) -> Result<(), BsonFault> {
-        validate(bytes, crate::MAX_BSON_DEPTH).map_err(|e| e.fault)
+        validate(bytes, crate::MAX_BSON_DEPTH)
+            .map(|_| ())
+            .map_err(|e| e.fault)
     }
 
     #[test]
@@ -434,7 +527,41 @@ mod tests {
         }
         let raw = RawDocumentBuf::try_from(&d).expect("encodes");
         assert_eq!(ok(raw.as_bytes()), Err(BsonFault::TooDeep));
-        assert_eq!(validate(raw.as_bytes(), 400).map_err(|e| e.fault), Ok(()));
+        assert_eq!(
+            validate(raw.as_bytes(), 400)
+                .map(|_| ())
+                .map_err(|e| e.fault),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn validation_reports_duplicate_keys_and_javascript_at_any_depth() {
+        let facts = |d: &bson::RawDocumentBuf| validate(d.as_bytes(), 200).expect("valid");
+        assert_eq!(
+            facts(&rawdoc! { "a": 1, "b": { "c": [1, 1] } }),
+            DocFacts::default()
+        );
+        let mut dup = rawdoc! { "x": 1 };
+        dup.append(bson::raw::cstr!("x"), 2);
+        let nested = rawdoc! { "find": "c", "filter": { "$or": [ dup.clone() ] } };
+        assert!(facts(&nested).duplicate_keys);
+        let mut many = rawdoc! {};
+        for i in 0..40 {
+            let k = format!("k{i}");
+            many.append(<&bson::raw::CStr>::try_from(k.as_str()).expect("key"), i);
+        }
+        assert!(!facts(&many).duplicate_keys);
+        many.append(bson::raw::cstr!("k39"), 0);
+        assert!(facts(&many).duplicate_keys);
+        assert!(facts(&rawdoc! { "f": { "$where": "1" } }).javascript);
+        assert!(facts(&rawdoc! { "f": [ { "x": { "$function": {} } } ] }).javascript);
+        let code = doc! { "c": bson::Bson::JavaScriptCode("1".into()) };
+        assert!(facts(&RawDocumentBuf::try_from(&code).expect("encodes")).javascript);
+        assert!(
+            !facts(&rawdoc! { "where": "$where" }).javascript,
+            "values are data"
+        );
     }
 
     #[test]

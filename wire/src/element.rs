@@ -142,12 +142,15 @@ pub fn elements(doc: &RawDocument) -> Elements<'_> {
     }
 }
 
-/// The first element of `doc` named `key`.
+/// The first element of `doc` named `key`. Keys are compared as bytes; only the match is
+/// decoded.
 pub fn get<'a>(doc: &'a RawDocument, key: &str) -> Result<Option<Element<'a>>, ElementError> {
-    for e in elements(doc) {
-        let e = e?;
-        if e.key == key {
-            return Ok(Some(e));
+    let mut it = elements(doc);
+    while let Some(raw) = it.next_raw() {
+        let (key_bytes, ty, value) = raw?;
+        if key_bytes == key.as_bytes() {
+            let key = std::str::from_utf8(key_bytes).map_err(|_| ElementError)?;
+            return Ok(Some(Element { key, ty, value }));
         }
     }
     Ok(None)
@@ -179,35 +182,64 @@ fn value_len(ty: u8, v: &[u8]) -> Option<usize> {
     }
 }
 
-impl<'a> Iterator for Elements<'a> {
-    type Item = Result<Element<'a>, ElementError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<'a> Elements<'a> {
+    /// The next element's key bytes, type and value bytes, without decoding the key.
+    #[allow(clippy::type_complexity)]
+    fn next_raw(&mut self) -> Option<Result<(&'a [u8], u8, &'a [u8]), ElementError>> {
         let end = self.bytes.len().checked_sub(1)?;
         if self.failed || self.pos >= end {
             return None;
         }
-        let mut step = || -> Option<Element<'a>> {
-            let ty = *self.bytes.get(self.pos)?;
-            let rest = self.bytes.get(self.pos + 1..end)?;
-            let key_len = memchr::memchr(0, rest)?;
-            let key = std::str::from_utf8(&rest[..key_len]).ok()?;
-            let value_at = self.pos + 1 + key_len + 1;
-            let len = value_len(ty, self.bytes.get(value_at..end)?)?;
-            let value = self.bytes.get(value_at..value_at.checked_add(len)?)?;
-            if value_at + len > end {
+        let bytes: &'a [u8] = self.bytes;
+        let pos = self.pos;
+        let step = || -> Option<(&'a [u8], u8, &'a [u8], usize)> {
+            let ty = *bytes.get(pos)?;
+            let rest = bytes.get(pos + 1..end)?;
+            // Keys are short: a plain scan beats memchr's set-up for the first 32 bytes.
+            let key_len = match rest.iter().take(32).position(|&b| b == 0) {
+                Some(n) => n,
+                None => memchr::memchr(0, rest)?,
+            };
+            let value_at = pos + 1 + key_len + 1;
+            let len = value_len(ty, bytes.get(value_at..end)?)?;
+            let value_end = value_at.checked_add(len)?;
+            if value_end > end {
                 return None;
             }
-            self.pos = value_at + len;
-            Some(Element { key, ty, value })
+            Some((
+                &rest[..key_len],
+                ty,
+                bytes.get(value_at..value_end)?,
+                value_end,
+            ))
         };
         match step() {
-            Some(e) => Some(Ok(e)),
+            Some((key, ty, value, next)) => {
+                self.pos = next;
+                Some(Ok((key, ty, value)))
+            }
             None => {
                 self.failed = true;
                 Some(Err(ElementError))
             }
         }
+    }
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = Result<Element<'a>, ElementError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(match self.next_raw()? {
+            Ok((key, ty, value)) => match std::str::from_utf8(key) {
+                Ok(key) => Ok(Element { key, ty, value }),
+                Err(_) => {
+                    self.failed = true;
+                    Err(ElementError)
+                }
+            },
+            Err(e) => Err(e),
+        })
     }
 }
 
@@ -257,6 +289,15 @@ impl DocBuilder {
         self.head(key, e.ty)?;
         self.buf.extend_from_slice(e.value);
         Ok(())
+    }
+
+    /// Appends an element read from another document under its own key. The key came out of a
+    /// C string, so it holds no NUL and needs no check.
+    pub fn copy(&mut self, e: &Element<'_>) {
+        self.buf.push(e.ty);
+        self.buf.extend_from_slice(e.key.as_bytes());
+        self.buf.push(0);
+        self.buf.extend_from_slice(e.value);
     }
 
     /// Appends a string.

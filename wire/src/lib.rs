@@ -37,7 +37,7 @@ mod op_reply;
 mod reader;
 
 pub use compression::Compressor;
-pub use document::{BsonFault, RawDoc};
+pub use document::{BsonFault, DocFacts, RawDoc};
 pub use error::WireError;
 pub use frame::split_frame;
 pub use header::{HEADER_LEN, Header, OpCode};

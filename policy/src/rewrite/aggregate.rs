@@ -50,7 +50,7 @@ pub(super) fn aggregate(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Re
                 check_expression(v, &m)?;
                 out.element("let", e)?;
             }
-            (k, _) => out.element(k, e)?,
+            _ => out.copy(e),
         }
         Ok(())
     })?;

@@ -16,7 +16,7 @@ pub(super) fn catalog(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Reje
     if req.name == "listIndexes" {
         t.collection(target_collection(req)?)?;
         let out = rebuild(req, &t.options, None, &LIST_INDEXES_FIELDS, |e, out| {
-            Ok(out.element(e.key(), e)?)
+            Ok(out.copy(e))
         })?;
         return Ok(Forward {
             body: finish(out)?,
@@ -55,7 +55,7 @@ pub(super) fn catalog(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Reje
             out.doc("filter", &filter.finish())?;
             saw_filter = true;
         } else {
-            out.element(e.key(), e)?;
+            out.copy(e);
         }
         Ok(())
     })?;

@@ -64,9 +64,7 @@ pub(super) fn cursor(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
             reply: ReplyShape::AsIs,
         });
     }
-    let out = rebuild(req, &t.options, None, known, |e, out| {
-        Ok(out.element(e.key(), e)?)
-    })?;
+    let out = rebuild(req, &t.options, None, known, |e, out| Ok(out.copy(e)))?;
     Ok(Forward {
         body: finish(out)?,
         sequences: Vec::new(),

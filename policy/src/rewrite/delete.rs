@@ -73,7 +73,7 @@ pub(super) fn delete(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
                 check_expression(v, &m)?;
                 out.element("let", e)?;
             }
-            (k, _) => out.element(k, e)?,
+            _ => out.copy(e),
         }
         Ok(())
     })?;
@@ -181,7 +181,7 @@ fn statement(
         None => out.element("limit", &limit)?,
     }
     for e in rest {
-        out.element(e.key(), &e)?;
+        out.copy(&e);
     }
     Ok(out)
 }

@@ -93,7 +93,7 @@ pub(super) fn explain(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Reje
                 out.doc(k, rest)?;
             }
         } else if GENERIC_FIELDS.contains(&k) || FIELDS.contains(&k) {
-            out.element(k, &e)?;
+            out.copy(&e);
         } else {
             return Err(Rejection::new(
                 Rule::UnknownField,

@@ -68,7 +68,7 @@ pub(super) fn find_and_modify(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forwa
                 check_expression(v, &m)?;
                 out.element("let", e)?;
             }
-            (k, _) => out.element(k, e)?,
+            _ => out.copy(e),
         }
         Ok(())
     })?;

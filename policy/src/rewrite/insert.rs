@@ -42,7 +42,7 @@ pub(super) fn insert(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
             saw_documents = true;
             out.array("documents", &arr.finish())?;
         } else {
-            out.element(e.key(), e)?;
+            out.copy(e);
         }
         Ok(())
     })?;

@@ -158,7 +158,7 @@ pub(crate) fn strip_options(req: &Request<'_>, options: &Options) -> Result<RawD
                 out.doc("comment", rest)?;
             }
         } else {
-            out.element(e.key(), &e)?;
+            out.copy(&e);
         }
     }
     finish(out)
@@ -214,7 +214,7 @@ pub(crate) fn rebuild<'b>(
                 out.doc(k, rest)?;
             }
         } else if GENERIC_FIELDS.contains(&k) {
-            out.element(k, &e)?;
+            out.copy(&e);
         } else if known.contains(&k) {
             match k {
                 "collation" => check_collation(&e)?,

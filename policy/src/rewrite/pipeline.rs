@@ -226,7 +226,7 @@ fn geo_near(
             out.doc("query", &scope.filter(Some(q))?)?;
             saw = true;
         } else {
-            out.element(e.key(), &e)?;
+            out.copy(&e);
         }
     }
     if !saw && !scope.is_empty() {
@@ -309,7 +309,7 @@ fn lookup(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf
     for element in elements(d) {
         let e = element?;
         if e.key() != "pipeline" {
-            out.element(e.key(), &e)?;
+            out.copy(&e);
         }
     }
     if let Some(sub) = sub {
@@ -360,7 +360,7 @@ fn graph_lookup(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocum
                 check_expression(v, &t.mentions())?;
                 out.element("startWith", &e)?;
             }
-            (k, _) if FIELDS.contains(&k) => out.element(k, &e)?,
+            (k, _) if FIELDS.contains(&k) => out.copy(&e),
             (k, _) => {
                 return Err(Rejection::new(
                     Rule::UnknownField,

@@ -67,7 +67,7 @@ pub(super) fn read(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejecti
             if k == "let" {
                 check_expression(e.value(), &m)?;
             }
-            out.element(k, e)?;
+            out.copy(e);
         }
         Ok(())
     })?;

@@ -56,7 +56,7 @@ pub(super) fn update(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
                 check_expression(v, &m)?;
                 out.element("let", e)?;
             }
-            (k, _) => out.element(k, e)?,
+            _ => out.copy(e),
         }
         Ok(())
     })?;
@@ -133,7 +133,7 @@ fn statement(
                 check_collation(&e)?;
                 out.element("collation", &e)?;
             }
-            (k, _) if STATEMENT_FIELDS.contains(&k) => out.element(k, &e)?,
+            (k, _) if STATEMENT_FIELDS.contains(&k) => out.copy(&e),
             (k, _) => {
                 return Err(Rejection::new(
                     Rule::UnknownField,

@@ -1,0 +1,70 @@
+//! Instruction counts of the wire floor and of the policy rewrite, per command, for
+//! `valgrind --tool=callgrind`: counts are repeatable where wall-clock time on a shared VM is not.
+//!
+//! ```text
+//! cargo build --release --example policy_cost
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/policy_cost a_find_by_id rewrite 1000
+//! ```
+//! `scripts/bench-instructions` runs every case with 0 and N iterations and prints the
+//! difference divided by N: instructions per operation, start-up excluded.
+
+#[path = "../benches/support/commands.rs"]
+mod commands;
+
+use std::hint::black_box;
+
+use bson::DateTime;
+use bytes::BytesMut;
+use tenantgate_policy::{Context, Decision, PolicyConfig, Principal, TenantId, decide};
+use tenantgate_wire::{Limits, Message, MsgFlags, OpMsg, Payload, Section};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(case), Some(mode), Some(n)) = (
+        args.get(1),
+        args.get(2),
+        args.get(3).and_then(|n| n.parse::<u32>().ok()),
+    ) else {
+        eprintln!("usage: policy_cost CASE floor|rewrite ITERATIONS");
+        std::process::exit(2);
+    };
+    let Some((_, frame)) = commands::cases().into_iter().find(|(name, _)| name == case) else {
+        eprintln!("unknown case {case}");
+        std::process::exit(2);
+    };
+    let config = PolicyConfig {
+        databases: vec!["payments".into()],
+        ..PolicyConfig::default()
+    };
+    let principal = Principal::tenant("svc-bank1", TenantId::new("bank1"));
+    let ctx = Context {
+        principal: &principal,
+        config: &config,
+        now: DateTime::from_millis(1_795_000_000_000),
+    };
+    let limits = Limits::default();
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    for _ in 0..n {
+        out.clear();
+        let msg = Message::decode(black_box(frame.clone()), &limits).expect("decodes");
+        match mode.as_str() {
+            "floor" => msg.encode(&mut out).expect("encodes"),
+            _ => {
+                let Payload::Msg(op) = &msg.payload else {
+                    unreachable!("benchmark frames are OP_MSG")
+                };
+                let Decision::Forward(fwd) = decide(op, &ctx).decision else {
+                    panic!("{case} must be forwarded")
+                };
+                let mut sections = vec![Section::Body(fwd.body)];
+                sections.extend(fwd.sequences.into_iter().map(Section::Sequence));
+                let rewritten =
+                    OpMsg::from_sections(MsgFlags::default(), sections).expect("one body");
+                Message::new(msg.request_id, 0, Payload::Msg(rewritten))
+                    .encode(&mut out)
+                    .expect("encodes");
+            }
+        }
+        black_box(&out);
+    }
+}
