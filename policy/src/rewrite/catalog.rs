@@ -16,7 +16,8 @@ pub(super) fn catalog(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Reje
     if req.name == "listIndexes" {
         t.collection(target_collection(req)?)?;
         let out = rebuild(req, &t.options, None, &LIST_INDEXES_FIELDS, |e, out| {
-            Ok(out.copy(e))
+            out.copy(e);
+            Ok(())
         })?;
         return Ok(Forward {
             body: finish(out)?,

@@ -64,7 +64,10 @@ pub(super) fn cursor(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
             reply: ReplyShape::AsIs,
         });
     }
-    let out = rebuild(req, &t.options, None, known, |e, out| Ok(out.copy(e)))?;
+    let out = rebuild(req, &t.options, None, known, |e, out| {
+        out.copy(e);
+        Ok(())
+    })?;
     Ok(Forward {
         body: finish(out)?,
         sequences: Vec::new(),
