@@ -1,7 +1,7 @@
 //! Audit records: what the security team sees about a rejection or a privileged bypass.
 //!
 //! A record names who, which tenant, where and which rule, and carries the command's *shape*:
-//! its keys and operators with every value replaced by its type (`"<string>"`, `"<int64>"`…).
+//! its keys and operators with every value replaced by its type (`"<string>"`, `"<long>"`…).
 //! Payment data never reaches the audit trail unless `audit_values` is switched on for a
 //! non-production deployment. Shapes are bounded (depth, keys per document, key length, array
 //! length, sequence documents) so a hostile command cannot make its own audit record huge, and
@@ -87,7 +87,7 @@ pub(crate) fn command_shape(
         let mut entry = Document::new();
         entry.insert("count", seq.documents.len() as i64);
         entry.insert("first", docs);
-        shape.insert(format!("<sequence {}>", seq.identifier), entry);
+        shape.insert(format!("<sequence {}>", clip(&seq.identifier)), entry);
     }
     shape
 }

@@ -110,6 +110,8 @@ impl std::fmt::Display for Rule {
 /// MongoDB's `Unauthorized` error code, used for every policy rejection.
 pub const UNAUTHORIZED_CODE: i32 = 13;
 
+const MAX_MESSAGE_CHARS: usize = 256;
+
 /// A refused command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {

@@ -151,12 +151,14 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
             rule,
             principal: ctx.principal.name.clone(),
             tenant: tenant.map(str::to_owned),
-            database: body.get_str("$db").map(str::to_owned),
+            database: body
+                .get_str("$db")
+                .map(|d| crate::audit::clip(d).into_owned()),
             collection: match raw.get(name) {
-                Ok(Some(bson::RawBsonRef::String(s))) => Some(s.to_owned()),
+                Ok(Some(bson::RawBsonRef::String(s))) => Some(crate::audit::clip(s).into_owned()),
                 _ => None,
             },
-            command: name.to_owned(),
+            command: crate::audit::clip(name).into_owned(),
             message,
             shape: command_shape(raw, sequences, ctx.config.audit_values),
         };

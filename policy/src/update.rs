@@ -156,7 +156,12 @@ fn rewrite_operators(
                     Value::String(target) if first_segment(target) == w.tenant_field => {
                         return Err(field_write(w, "$rename"));
                     }
-                    Value::String(_) => {}
+                    Value::String(target) => {
+                        if let Some(s) = w.stamp {
+                            let seg = first_segment(target);
+                            touches_stamps |= seg == s.created_field || seg == s.updated_field;
+                        }
+                    }
                     _ => {
                         return Err(Rejection::new(
                             Rule::MalformedCommand,
