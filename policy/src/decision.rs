@@ -122,11 +122,15 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// A rejection; the message is bounded (256 characters) because it quotes names the client
+    /// chose, and it goes back to the client and into the audit trail.
     pub(crate) fn new(rule: Rule, message: impl Into<String>) -> Self {
-        Rejection {
-            rule,
-            message: message.into(),
+        let mut message = message.into();
+        if let Some((at, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+            message.truncate(at);
+            message.push('…');
         }
+        Rejection { rule, message }
     }
 
     /// The `errmsg` the client sees: names the rule so a developer can look it up.

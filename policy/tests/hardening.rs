@@ -204,3 +204,24 @@ fn an_upsert_naming_its_own_tenant_keeps_one_equality() {
         doc! { "tenantId": "bank1", "deletedAt": null, "$and": [ { "ref": "r1" } ] }
     );
 }
+
+#[test]
+fn messages_and_audit_names_are_bounded() {
+    let long = "c".repeat(10_000);
+    let out = run(
+        &bank1(),
+        rawdoc! { "find": long.as_str(), "filter": { "$where": "1" }, "$db": "payments" },
+    );
+    let Decision::Reject(r) = out.decision else {
+        panic!("javascript is refused")
+    };
+    assert!(r.message.chars().count() <= 257);
+    let audit = out.audit.expect("audited");
+    assert!(audit.collection.expect("collection").chars().count() <= 65);
+    let out = run(&bank1(), rawdoc! { long.as_str(): 1, "$db": "payments" });
+    let Decision::Reject(r) = out.decision else {
+        panic!("unknown command")
+    };
+    assert!(r.errmsg().len() < 400, "{}", r.errmsg().len());
+    assert!(out.audit.expect("audited").command.chars().count() <= 65);
+}
