@@ -218,7 +218,10 @@ fn messages_and_audit_names_are_bounded() {
     assert!(r.message.chars().count() <= 257);
     let audit = out.audit.expect("audited");
     assert!(audit.collection.expect("collection").chars().count() <= 65);
-    let out = run(&bank1(), rawdoc! { long.as_str(): 1, "$db": "payments" });
+    let mut cmd = RawDocumentBuf::new();
+    cmd.append(<&bson::raw::CStr>::try_from(long.as_str()).expect("key"), 1);
+    cmd.append(bson::raw::cstr!("$db"), "payments");
+    let out = run(&bank1(), cmd);
     let Decision::Reject(r) = out.decision else {
         panic!("unknown command")
     };
