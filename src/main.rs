@@ -1,7 +1,7 @@
 //! The `tenantgate` binary: a thin command-line wrapper around the workspace crates.
 //!
-//! The proxy (`serve`) arrives with the proxy issue; today the binary offers the wire tools that
-//! engineers use to look at captured traffic.
+//! `serve` runs the proxy and the HTTP API from a config file; `wire decode` prints captured
+//! wire traffic for engineers.
 
 mod cli;
 
@@ -17,6 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the proxy and the HTTP API.
+    Serve(cli::serve::ServeArgs),
     /// Inspect MongoDB wire-protocol frames.
     #[command(subcommand)]
     Wire(cli::wire::WireCommand),
@@ -25,6 +27,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => cli::serve::run(args),
         Command::Wire(cmd) => cli::wire::run(cmd),
     };
     match result {

@@ -1,6 +1,15 @@
 //! The tenantgate HTTP API (axum).
 //!
-//! Tenant resolution, per-tenant rate limiting and usage metering, the payments API, audit queries
-//! and the web console. Built in the API issues; the crate exists now so the workspace shows the
-//! architecture from the first commit.
+//! Tenant resolution, per-tenant rate limiting and usage metering, the payments API, audit
+//! queries and the web console are built in the API issues. Today it serves what operations need
+//! from the first release: `GET /health`.
 #![forbid(unsafe_code)]
+
+pub mod routes;
+
+use axum::Router;
+
+/// The API's router; shared by the binary and tests.
+pub fn app() -> Router {
+    Router::new().merge(routes::health::router())
+}

@@ -209,6 +209,18 @@ impl RawDoc {
     }
 }
 
+/// Documents built with the `bson` crate always have a correct length prefix and terminator
+/// (its constructors check them), which is all [`RawDoc::as_raw`] relies on; they carry no
+/// [`DocFacts`].
+impl From<RawDocumentBuf> for RawDoc {
+    fn from(doc: RawDocumentBuf) -> Self {
+        RawDoc {
+            bytes: Bytes::from(doc.into_bytes()),
+            facts: None,
+        }
+    }
+}
+
 impl AsRef<RawDocument> for RawDoc {
     fn as_ref(&self) -> &RawDocument {
         self.as_raw()

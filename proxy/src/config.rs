@@ -1,0 +1,540 @@
+//! The `tenantgate.toml` configuration: typed, validated, with environment overrides.
+//!
+//! Every key can be overridden by an environment variable `TENANTGATE_<SECTION>__<KEY>` (double
+//! underscore between levels, case-insensitive): `TENANTGATE_UPSTREAM__URI`,
+//! `TENANTGATE_PROXY__LISTEN`, `TENANTGATE_POLICY__DATABASES='["payments"]'`. A value is read as
+//! TOML when it parses as TOML (numbers, booleans, arrays) and as a string otherwise. The
+//! environment is read through [`Env`], so tests inject values instead of mutating the process.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use tenantgate_policy::PolicyConfig;
+
+/// A configuration problem, naming the key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not match the schema.
+    #[error("{0}")]
+    Parse(String),
+    /// A value is invalid.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The key, e.g. `proxy.listen`.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Where environment overrides come from.
+pub trait Env {
+    /// All variables, as name/value pairs.
+    fn vars(&self) -> Vec<(String, String)>;
+    /// One variable.
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn vars(&self) -> Vec<(String, String)> {
+        std::env::vars().collect()
+    }
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// A fixed set of variables (tests).
+impl Env for BTreeMap<String, String> {
+    fn vars(&self) -> Vec<(String, String)> {
+        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The real MongoDB.
+    pub upstream: UpstreamConfig,
+    /// The wire-protocol listener.
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    /// The HTTP API listener.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Redis, for shared caches and limits (optional).
+    pub redis: Option<RedisConfig>,
+    /// JWT verification (optional).
+    pub jwt: Option<JwtConfig>,
+    /// Tenant-isolation rules.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Tenants created in the registry at start-up when missing.
+    #[serde(default)]
+    pub tenants: Vec<TenantSeed>,
+    /// Principals that may authenticate to the proxy.
+    #[serde(default)]
+    pub principals: Vec<PrincipalConfig>,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[upstream]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `mongodb://[user:password@]host:port/[?authSource=…]`; credentials authenticate the
+    /// proxy's own pooled connections.
+    pub uri: String,
+    /// Pooled connections kept open to the upstream.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Timeout for connecting and for one round trip, in milliseconds.
+    #[serde(default = "default_upstream_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_pool_size() -> usize {
+    32
+}
+fn default_upstream_timeout_ms() -> u64 {
+    30_000
+}
+
+/// `[proxy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key_file`, clients must use TLS.
+    pub tls_cert_file: Option<String>,
+    /// PEM private key.
+    pub tls_key_file: Option<String>,
+    /// Most client connections at once; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Close a client connection idle for this many seconds.
+    pub idle_timeout_secs: u64,
+    /// Close a client connection that leaves a frame half-sent for this many seconds.
+    pub frame_timeout_secs: u64,
+    /// Largest accepted message.
+    pub max_message_size: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: "127.0.0.1:27018".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_connections: 10_000,
+            idle_timeout_secs: 600,
+            frame_timeout_secs: 30,
+            max_message_size: tenantgate_wire::MAX_MESSAGE_SIZE_BYTES,
+        }
+    }
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[redis]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/`.
+    pub url: String,
+}
+
+/// `[jwt]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Shared secret for HS256 tokens.
+    pub hs256_secret: Option<String>,
+    /// PEM public key for RS256 tokens.
+    pub rs256_public_key_file: Option<String>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Required `aud`.
+    pub audience: Option<String>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Days audit documents are kept (TTL index).
+    pub retention_days: u32,
+    /// Events buffered for the database writer; beyond this they are dropped and counted.
+    pub buffer: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: 365,
+            buffer: 10_000,
+        }
+    }
+}
+
+/// A `[[tenants]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSeed {
+    /// The id stored in the tenant field (a lowercase DNS label).
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// `starter`, `professional` or `enterprise`.
+    #[serde(default = "default_tier")]
+    pub tier: String,
+    /// Custom domains.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Whether the tenant may be used.
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn default_tier() -> String {
+    "starter".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// A `[[principals]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalConfig {
+    /// The username drivers send.
+    pub username: String,
+    /// The password (development; prefer `password_env` or stored credentials).
+    pub password: Option<String>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Stored SCRAM-SHA-256 credentials (no password on disk).
+    pub scram_sha256: Option<StoredScram>,
+    /// The tenant it is bound to.
+    pub tenant: Option<String>,
+    /// Roles (`super_admin`, `security_auditor`).
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// Stored SCRAM credentials, base64 fields as MongoDB stores them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredScram {
+    /// Salt.
+    pub salt: String,
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+    /// `H(ClientKey)`.
+    pub stored_key: String,
+    /// `HMAC(SaltedPassword, "Server Key")`.
+    pub server_key: String,
+}
+
+fn set_path(
+    table: &mut toml::Table,
+    path: &[String],
+    value: toml::Value,
+) -> Result<(), ConfigError> {
+    let Some((last, parents)) = path.split_last() else {
+        return Ok(());
+    };
+    let mut cur = table;
+    for p in parents {
+        let entry = cur
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(invalid(
+                    path.join("."),
+                    "cannot override inside a non-table value",
+                ));
+            }
+        };
+    }
+    cur.insert(last.clone(), value);
+    Ok(())
+}
+
+impl Config {
+    /// Reads, overrides from the environment, parses and validates a file.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, env)
+    }
+
+    /// Parses TOML text, applies environment overrides and validates.
+    pub fn from_toml(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut overrides: Vec<(String, String)> = env
+            .vars()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("TENANTGATE_") && k.contains("__"))
+            .collect();
+        overrides.sort();
+        for (name, raw) in overrides {
+            let path: Vec<String> = name["TENANTGATE_".len()..]
+                .split("__")
+                .map(|p| p.to_ascii_lowercase())
+                .collect();
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(raw));
+            set_path(&mut table, &path, value)?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        config.validate(env)?;
+        Ok(config)
+    }
+
+    fn validate(&self, env: &dyn Env) -> Result<(), ConfigError> {
+        if !self.upstream.uri.starts_with("mongodb://") {
+            return Err(invalid(
+                "upstream.uri",
+                "must be a mongodb:// URI (mongodb+srv is not supported yet)",
+            ));
+        }
+        if self.upstream.pool_size == 0 {
+            return Err(invalid("upstream.pool_size", "must be at least 1"));
+        }
+        self.proxy
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| invalid("proxy.listen", e.to_string()))?;
+        self.api
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| invalid("api.listen", e.to_string()))?;
+        if self.proxy.tls_cert_file.is_some() != self.proxy.tls_key_file.is_some() {
+            return Err(invalid(
+                "proxy.tls_cert_file",
+                "tls_cert_file and tls_key_file go together",
+            ));
+        }
+        self.policy
+            .validate()
+            .map_err(|e| invalid(format!("policy.{}", e.key), e.reason))?;
+        let mut seen = std::collections::HashSet::new();
+        for t in &self.tenants {
+            if !is_slug(&t.slug) {
+                return Err(invalid(
+                    "tenants.slug",
+                    format!("{:?} must be a lowercase DNS label", t.slug),
+                ));
+            }
+            if !seen.insert(&t.slug) {
+                return Err(invalid(
+                    "tenants.slug",
+                    format!("{:?} appears twice", t.slug),
+                ));
+            }
+            if !matches!(t.tier.as_str(), "starter" | "professional" | "enterprise") {
+                return Err(invalid(
+                    "tenants.tier",
+                    format!("{:?}: starter, professional or enterprise", t.tier),
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in &self.principals {
+            let key = format!("principals.{}", p.username);
+            if p.username.is_empty() || !names.insert(&p.username) {
+                return Err(invalid(key, "usernames must be non-empty and unique"));
+            }
+            let sources = [
+                p.password.is_some(),
+                p.password_env.is_some(),
+                p.scram_sha256.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return Err(invalid(
+                    key,
+                    "exactly one of password, password_env, scram_sha256",
+                ));
+            }
+            if let Some(var) = &p.password_env
+                && env.var(var).is_none()
+            {
+                return Err(invalid(
+                    key,
+                    format!("environment variable {var} is not set"),
+                ));
+            }
+            if p.tenant.is_none() && !p.roles.iter().any(|r| r == "super_admin") {
+                return Err(invalid(
+                    key,
+                    "a principal needs a tenant or the super_admin role",
+                ));
+            }
+            if let Some(t) = &p.tenant
+                && !self.tenants.is_empty()
+                && !self.tenants.iter().any(|s| &s.slug == t)
+            {
+                return Err(invalid(
+                    key,
+                    format!("tenant {t:?} is not among [[tenants]]"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A lowercase DNS label: 1–63 of `a-z0-9-`, not starting or ending with `-`.
+pub fn is_slug(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = r#"
+[upstream]
+uri = "mongodb://127.0.0.1:27017/"
+
+[proxy]
+listen = "127.0.0.1:27018"
+
+[api]
+listen = "127.0.0.1:8080"
+
+[redis]
+url = "redis://127.0.0.1:6379"
+
+[jwt]
+hs256_secret = "change-me"
+
+[policy]
+tenant_field = "tenantId"
+soft_delete_field = "deletedAt"
+databases = ["payments"]
+
+[policy.collections.currencies]
+mode = "global"
+
+[[tenants]]
+slug = "bank1"
+name = "First National Bank"
+tier = "professional"
+domains = ["payments.firstnational.example"]
+
+[[tenants]]
+slug = "bank2"
+name = "Second Savings"
+tier = "starter"
+
+[[principals]]
+username = "svc-bank1"
+password = "bank1-secret"
+tenant = "bank1"
+
+[[principals]]
+username = "svc-bank2"
+password = "bank2-secret"
+tenant = "bank2"
+
+[[principals]]
+username = "platform-admin"
+password = "admin-secret"
+roles = ["super_admin"]
+"#;
+
+    #[test]
+    fn the_issue_example_loads() {
+        let c = Config::from_toml(EXAMPLE, &BTreeMap::new()).expect("valid");
+        assert_eq!(c.principals.len(), 3);
+        assert_eq!(c.policy.databases, ["payments"]);
+        assert_eq!(c.tenants[0].domains, ["payments.firstnational.example"]);
+    }
+
+    #[test]
+    fn environment_overrides_any_key() {
+        let env: BTreeMap<String, String> = [
+            ("TENANTGATE_UPSTREAM__URI", "mongodb://10.0.0.1:27017/"),
+            ("TENANTGATE_PROXY__MAX_CONNECTIONS", "7"),
+            ("TENANTGATE_POLICY__DATABASES", "[\"a\", \"b\"]"),
+            ("TENANTGATE_VENV", "/ignored/no/double/underscore"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let c = Config::from_toml(EXAMPLE, &env).expect("valid");
+        assert_eq!(c.upstream.uri, "mongodb://10.0.0.1:27017/");
+        assert_eq!(c.proxy.max_connections, 7);
+        assert_eq!(c.policy.databases, ["a", "b"]);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = EXAMPLE.replace("listen = \"127.0.0.1:27018\"", "listen = \"nowhere\"");
+        let e = Config::from_toml(&bad, &BTreeMap::new()).expect_err("invalid");
+        assert!(e.to_string().starts_with("proxy.listen"), "{e}");
+        let bad = EXAMPLE.replace("tenant = \"bank2\"", "tenant = \"bank9\"");
+        let e = Config::from_toml(&bad, &BTreeMap::new()).expect_err("invalid");
+        assert!(e.to_string().contains("svc-bank2"), "{e}");
+        let e = Config::from_toml(&format!("{EXAMPLE}\n[proxy2]\nx=1"), &BTreeMap::new())
+            .expect_err("unknown");
+        assert!(e.to_string().contains("proxy2"), "{e}");
+    }
+}

@@ -1,0 +1,617 @@
+//! One client connection: framing, handshake, authentication, and every command through the
+//! policy engine to the upstream.
+//!
+//! The loop owns its read buffer (inside `Framed`), so nothing read is lost when a `select!`
+//! branch wins. A framing or protocol error closes this connection only, with a log line.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bson::{RawDocumentBuf, rawdoc};
+use futures::{SinkExt, StreamExt};
+use tenantgate_policy::{AuditKind, AuditRecord, Context, Decision, Principal, Rule, decide};
+use tenantgate_wire::codec::FrameCodec;
+use tenantgate_wire::element::{Value, elements, get};
+use tenantgate_wire::{Compressor, Message, MsgFlags, OpMsg, OpQuery, Payload, RawDoc, Section};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::codec::Framed;
+
+use crate::auth::scram::{self, Conversation, Mechanism};
+use crate::handshake::{HelloParams, hello_reply, negotiate};
+use crate::reply::{code, error_body, op_msg, op_reply, retryable_error_body};
+use crate::server::Shared;
+use crate::upstream::UpstreamError;
+
+/// A SCRAM exchange in progress.
+#[derive(Debug)]
+enum Sasl {
+    /// Waiting for the client-final message.
+    Started {
+        conv: Conversation,
+        skip_empty: bool,
+    },
+    /// Proof verified; waiting for the client's empty last message.
+    Verified { principal: Principal },
+}
+
+struct Client {
+    id: i64,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    principal: Option<Principal>,
+    sasl: Option<Sasl>,
+    compression: Vec<Compressor>,
+    /// Cursors this connection opened and their namespace (`db.coll`), killed on close.
+    opened: HashMap<i64, String>,
+}
+
+fn raw(doc: RawDocumentBuf) -> RawDoc {
+    RawDoc::from(doc)
+}
+
+/// Serves one client until it disconnects, misbehaves, idles out, or the proxy shuts down.
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let limits = shared.limits;
+    let idle = Duration::from_secs(shared.config.proxy.idle_timeout_secs.max(1));
+    let frame_timeout = Duration::from_secs(shared.config.proxy.frame_timeout_secs.max(1));
+    let mut framed = Framed::new(stream, FrameCodec::new(limits));
+    let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
+    let mut client = Client {
+        id,
+        peer,
+        shared,
+        principal: None,
+        sasl: None,
+        compression: Vec::new(),
+        opened: HashMap::new(),
+    };
+    tracing::debug!(target: "tenantgate::proxy", connection = id, peer = %peer, "client connected");
+    loop {
+        // A half-sent frame gets the short timeout: slow senders cannot hold a connection.
+        let wait = if framed.read_buffer().is_empty() {
+            idle
+        } else {
+            frame_timeout
+        };
+        let next = tokio::select! {
+            next = tokio::time::timeout(wait, framed.next()) => next,
+            _ = shutdown.changed() => break,
+        };
+        let frame = match next {
+            Err(_) => {
+                tracing::info!(target: "tenantgate::proxy", connection = id, peer = %peer, "closing: timed out waiting for a frame");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::warn!(target: "tenantgate::proxy", connection = id, peer = %peer, error = %e, "closing: protocol error");
+                break;
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let decoded = Message::decode(frame, &limits).and_then(|m| m.decompressed(&limits));
+        let (msg, used) = match decoded {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(target: "tenantgate::proxy", connection = id, peer = %peer, error = %e, "closing: invalid message");
+                break;
+            }
+        };
+        let Some((reply, compressible)) = client.handle(msg).await else {
+            continue;
+        };
+        let reply = match used {
+            Some(c) if compressible && client.compression.contains(&c) => {
+                reply.compressed(c).unwrap_or(reply)
+            }
+            _ => reply,
+        };
+        let bytes = match reply.to_bytes() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(target: "tenantgate::proxy", connection = id, error = %e, "cannot encode a reply");
+                break;
+            }
+        };
+        if framed.send(bytes).await.is_err() {
+            break;
+        }
+    }
+    client.close().await;
+    tracing::debug!(target: "tenantgate::proxy", connection = id, peer = %peer, "client disconnected");
+}
+
+impl Client {
+    fn reply_id(&self) -> i32 {
+        self.shared.next_reply_id.fetch_add(1, Ordering::Relaxed) & i32::MAX
+    }
+
+    /// One message in, at most one reply out (with whether it may be compressed).
+    async fn handle(&mut self, msg: Message) -> Option<(Message, bool)> {
+        let request_id = msg.request_id;
+        match msg.payload {
+            Payload::Query(q) => Some((self.legacy_query(request_id, &q).await, false)),
+            Payload::Msg(op) => self.command(request_id, op).await,
+            _ => {
+                let body = error_body(
+                    code::BAD_VALUE,
+                    "BadValue",
+                    "only OP_MSG (and OP_QUERY for the handshake) are accepted",
+                );
+                Some((op_msg(self.reply_id(), request_id, raw(body)), false))
+            }
+        }
+    }
+
+    async fn legacy_query(&mut self, request_id: i32, q: &OpQuery) -> Message {
+        let name = q.command_name().unwrap_or("");
+        if q.full_collection_name.ends_with(".$cmd")
+            && matches!(name, "isMaster" | "ismaster" | "hello")
+        {
+            let query = match get(q.query.as_raw(), "$query") {
+                Ok(Some(e)) => e.as_document().unwrap_or(q.query.as_raw()),
+                _ => q.query.as_raw(),
+            };
+            let body = self.hello(query, name != "hello").await;
+            return op_reply(self.reply_id(), request_id, raw(body), false);
+        }
+        let body = error_body(
+            code::UNSUPPORTED_OP_QUERY,
+            "UnsupportedOpQueryCommand",
+            "OP_QUERY is only supported for the isMaster/hello handshake; use OP_MSG",
+        );
+        op_reply(self.reply_id(), request_id, raw(body), true)
+    }
+
+    async fn command(&mut self, request_id: i32, op: OpMsg) -> Option<(Message, bool)> {
+        let more_to_come = op.flags().more_to_come();
+        let name = op.command_name().unwrap_or("").to_owned();
+        let body = match name.as_str() {
+            "hello" | "isMaster" | "ismaster" => {
+                Some((self.hello(op.body().as_raw(), name != "hello").await, false))
+            }
+            "saslStart" => Some((self.sasl_start(op.body().as_raw(), false).await, false)),
+            "saslContinue" => Some((self.sasl_continue(op.body().as_raw()).await, false)),
+            "logout" => {
+                self.principal = None;
+                Some((rawdoc! { "ok": 1.0 }, true))
+            }
+            "authenticate" => Some((
+                error_body(
+                    code::MECHANISM_UNAVAILABLE,
+                    "MechanismUnavailable",
+                    "use SCRAM-SHA-256 or SCRAM-SHA-1",
+                ),
+                false,
+            )),
+            _ if self.principal.is_none() => Some((
+                error_body(
+                    code::UNAUTHORIZED,
+                    "Unauthorized",
+                    &format!("command {} requires authentication", crate::clip(&name)),
+                ),
+                true,
+            )),
+            _ => None,
+        };
+        let (body, compressible) = match body {
+            Some(b) => b,
+            None => return self.forward(request_id, op, &name).await.map(|m| (m, true)),
+        };
+        if more_to_come {
+            return None;
+        }
+        Some((op_msg(self.reply_id(), request_id, raw(body)), compressible))
+    }
+
+    async fn hello(&mut self, body: &bson::RawDocument, legacy: bool) -> RawDocumentBuf {
+        if let Ok(Some(list)) = get(body, "compression")
+            && let Some(arr) = list.as_array()
+        {
+            let names =
+                elements(arr).filter_map(|e| e.ok().and_then(|e| e.as_str().map(str::to_owned)));
+            self.compression = negotiate(names);
+        }
+        let sasl_mechs = match get(body, "saslSupportedMechs") {
+            Ok(Some(e)) => e.as_str().map(|s| {
+                let user = s.split_once('.').map_or(s, |(_, u)| u);
+                self.shared.principals.mechanisms(user)
+            }),
+            _ => None,
+        };
+        // The first SCRAM step, carried in the handshake (saves a round trip).
+        let speculative = match get(body, "speculativeAuthenticate") {
+            Ok(Some(e)) => match e.as_document() {
+                Some(spec) => Some(self.sasl_start(spec, true).await),
+                None => None,
+            },
+            _ => None,
+        };
+        let speculative = speculative.filter(|d: &RawDocumentBuf| {
+            matches!(get(d, "ok"), Ok(Some(e)) if matches!(e.value(), Value::Double(v) if v == 1.0))
+        });
+        let speculative = speculative.map(|d| {
+            let mut out = RawDocumentBuf::new();
+            for e in d.iter().flatten() {
+                if e.0.as_str() != "ok" {
+                    out.append(e.0, e.1);
+                }
+            }
+            out
+        });
+        hello_reply(&HelloParams {
+            legacy,
+            connection_id: self.id,
+            compression: &self.compression,
+            sasl_mechs,
+            speculative,
+            upstream: &self.shared.upstream.info,
+        })
+    }
+
+    async fn auth_failed(
+        &mut self,
+        username: &str,
+        mechanism: &str,
+        reason: &str,
+    ) -> RawDocumentBuf {
+        crate::audit::auth_failure(username, mechanism, reason, self.peer, self.id);
+        let delay = self.shared.failures.record(self.peer.ip());
+        tokio::time::sleep(delay).await;
+        self.sasl = None;
+        error_body(
+            code::AUTHENTICATION_FAILED,
+            "AuthenticationFailed",
+            "Authentication failed.",
+        )
+    }
+
+    async fn sasl_start(&mut self, body: &bson::RawDocument, speculative: bool) -> RawDocumentBuf {
+        let mechanism = get(body, "mechanism")
+            .ok()
+            .flatten()
+            .and_then(|e| e.as_str())
+            .and_then(Mechanism::from_name);
+        let Some(mechanism) = mechanism else {
+            return error_body(
+                code::MECHANISM_UNAVAILABLE,
+                "MechanismUnavailable",
+                "supported mechanisms: SCRAM-SHA-256, SCRAM-SHA-1",
+            );
+        };
+        let payload = match get(body, "payload") {
+            Ok(Some(e)) if e.element_type() == 0x05 => binary_payload(e.value_bytes()),
+            _ => None,
+        };
+        let Some(payload) = payload else {
+            return self
+                .auth_failed("", mechanism.name(), "saslStart without a binary payload")
+                .await;
+        };
+        let skip_empty = match get(body, "options") {
+            Ok(Some(e)) => e
+                .as_document()
+                .and_then(|o| get(o, "skipEmptyExchange").ok().flatten())
+                .is_some_and(|v| matches!(v.value(), Value::Bool(true))),
+            _ => false,
+        } || speculative;
+        let principals = &self.shared.principals;
+        match scram::start(mechanism, &payload, |user| principals.keys(user, mechanism)) {
+            Ok((conv, server_first)) => {
+                self.sasl = Some(Sasl::Started { conv, skip_empty });
+                sasl_reply(false, &server_first)
+            }
+            Err(e) => self.auth_failed("", mechanism.name(), &e.to_string()).await,
+        }
+    }
+
+    async fn sasl_continue(&mut self, body: &bson::RawDocument) -> RawDocumentBuf {
+        let payload = match get(body, "payload") {
+            Ok(Some(e)) if e.element_type() == 0x05 => binary_payload(e.value_bytes()),
+            _ => None,
+        }
+        .unwrap_or_default();
+        match self.sasl.take() {
+            Some(Sasl::Started { conv, skip_empty }) => match scram::finish(&conv, &payload) {
+                Ok(server_final) => {
+                    let Some(principal) = self.shared.principals.principal(&conv.username).cloned()
+                    else {
+                        return self
+                            .auth_failed(&conv.username, conv.mechanism.name(), "unknown principal")
+                            .await;
+                    };
+                    if skip_empty {
+                        self.authenticated(principal);
+                        sasl_reply(true, &server_final)
+                    } else {
+                        self.sasl = Some(Sasl::Verified { principal });
+                        sasl_reply(false, &server_final)
+                    }
+                }
+                Err(e) => {
+                    self.auth_failed(&conv.username, conv.mechanism.name(), &e.to_string())
+                        .await
+                }
+            },
+            Some(Sasl::Verified { principal }) => {
+                self.authenticated(principal);
+                sasl_reply(true, b"")
+            }
+            None => {
+                self.auth_failed("", "", "saslContinue without saslStart")
+                    .await
+            }
+        }
+    }
+
+    fn authenticated(&mut self, principal: Principal) {
+        tracing::info!(
+            target: "tenantgate::proxy",
+            connection = self.id,
+            peer = %self.peer,
+            principal = %principal.name,
+            tenant = principal.tenant.as_ref().map(|t| t.as_str()).unwrap_or(""),
+            "authenticated"
+        );
+        self.shared.failures.clear(self.peer.ip());
+        self.principal = Some(principal);
+    }
+
+    fn audit_cursor(&self, principal: &Principal, db: &str, command: &str, id: i64) {
+        let record = AuditRecord {
+            kind: AuditKind::Rejection,
+            rule: Rule::CursorNotOwned,
+            principal: principal.name.clone(),
+            tenant: principal.tenant.as_ref().map(|t| t.as_str().to_owned()),
+            database: Some(db.to_owned()),
+            collection: None,
+            command: command.to_owned(),
+            message: format!("cursor {id} is not owned by the principal"),
+            shape: bson::doc! { command: "<long>" },
+        };
+        crate::audit::record(&record, self.peer, self.id);
+    }
+
+    async fn forward(&mut self, request_id: i32, op: OpMsg, name: &str) -> Option<Message> {
+        let principal = self.principal.clone()?;
+        let more_to_come = op.flags().more_to_come();
+        let ctx = Context {
+            principal: &principal,
+            config: &self.shared.config.policy,
+            now: bson::DateTime::now(),
+        };
+        let outcome = decide(&op, &ctx);
+        if let Some(record) = &outcome.audit {
+            crate::audit::record(record, self.peer, self.id);
+        }
+        let reply_body = match outcome.decision {
+            Decision::Reject(r) => r.error_reply(),
+            Decision::Reply(body) => body,
+            Decision::Forward(fwd) => {
+                let db = op.database().unwrap_or("").to_owned();
+                let request_body = fwd.body.as_raw().to_owned();
+                if let Some(refused) = self.check_cursors(&principal, fwd.body.as_raw(), name, &db)
+                {
+                    refused
+                } else {
+                    let mut sections = vec![Section::Body(fwd.body)];
+                    sections.extend(fwd.sequences.into_iter().map(Section::Sequence));
+                    let flags = op
+                        .flags()
+                        .known()
+                        .with(MsgFlags::EXHAUST_ALLOWED, false)
+                        .with(MsgFlags::CHECKSUM_PRESENT, false);
+                    let msg = match OpMsg::from_sections(flags, sections) {
+                        Ok(m) => Message::new(0, 0, Payload::Msg(m)),
+                        Err(e) => {
+                            tracing::error!(target: "tenantgate::proxy", error = %e, "rewritten command is not a valid OP_MSG");
+                            return Some(op_msg(
+                                self.reply_id(),
+                                request_id,
+                                raw(error_body(code::BAD_VALUE, "BadValue", "internal error")),
+                            ));
+                        }
+                    };
+                    if more_to_come {
+                        if let Err(e) = self.shared.upstream.send_only(msg).await {
+                            tracing::warn!(target: "tenantgate::proxy", connection = self.id, error = %e, "unacknowledged write not delivered");
+                        }
+                        return None;
+                    }
+                    match self.shared.upstream.round_trip(msg).await {
+                        Ok(reply) => match reply.payload {
+                            Payload::Msg(m) => {
+                                let body = m.body().as_raw();
+                                self.track_cursors(&principal, &request_body, body, name);
+                                match tenantgate_policy::reply::reshape(fwd.reply, body) {
+                                    Some(shaped) => shaped,
+                                    None => {
+                                        return Some(op_msg(
+                                            self.reply_id(),
+                                            request_id,
+                                            m.body().clone(),
+                                        ));
+                                    }
+                                }
+                            }
+                            _ => error_body(
+                                code::BAD_VALUE,
+                                "BadValue",
+                                "upstream replied with an unexpected opcode",
+                            ),
+                        },
+                        Err(e) => {
+                            tracing::warn!(target: "tenantgate::proxy", connection = self.id, error = %e, "upstream round trip failed");
+                            match e {
+                                UpstreamError::Timeout => retryable_error_body(
+                                    code::NETWORK_TIMEOUT,
+                                    "NetworkTimeout",
+                                    "upstream timed out",
+                                ),
+                                _ => retryable_error_body(
+                                    code::HOST_UNREACHABLE,
+                                    "HostUnreachable",
+                                    "upstream unavailable",
+                                ),
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if more_to_come {
+            return None;
+        }
+        Some(op_msg(self.reply_id(), request_id, raw(reply_body)))
+    }
+
+    /// `getMore` / `killCursors` may only name cursors the principal opened.
+    fn check_cursors(
+        &self,
+        principal: &Principal,
+        body: &bson::RawDocument,
+        name: &str,
+        db: &str,
+    ) -> Option<RawDocumentBuf> {
+        let ids: Vec<i64> = match name {
+            "getMore" => match get(body, "getMore") {
+                Ok(Some(e)) => match e.value() {
+                    Value::Int64(id) => vec![id],
+                    _ => vec![],
+                },
+                _ => vec![],
+            },
+            "killCursors" => match get(body, "cursors") {
+                Ok(Some(e)) => e
+                    .as_array()
+                    .map(|a| {
+                        elements(a)
+                            .filter_map(|x| match x.ok()?.value() {
+                                Value::Int64(id) => Some(id),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                _ => vec![],
+            },
+            _ => return None,
+        };
+        for id in ids {
+            if !self.shared.cursors.owns(id, &principal.name) {
+                self.audit_cursor(principal, db, name, id);
+                return Some(error_body(
+                    code::CURSOR_NOT_FOUND,
+                    "CursorNotFound",
+                    &format!("cursor id {id} not found"),
+                ));
+            }
+        }
+        None
+    }
+
+    fn track_cursors(
+        &mut self,
+        principal: &Principal,
+        request: &bson::RawDocument,
+        reply: &bson::RawDocument,
+        name: &str,
+    ) {
+        let int64 = |e: Option<tenantgate_wire::element::Element<'_>>| match e.map(|e| e.value()) {
+            Some(Value::Int64(id)) => Some(id),
+            _ => None,
+        };
+        let cursor = get(reply, "cursor")
+            .ok()
+            .flatten()
+            .and_then(|c| c.as_document());
+        let reply_id = cursor.and_then(|c| int64(get(c, "id").ok().flatten()));
+        match name {
+            "getMore" => {
+                // An exhausted cursor (id 0 in the reply) is forgotten.
+                if reply_id == Some(0)
+                    && let Some(id) = int64(get(request, "getMore").ok().flatten())
+                {
+                    self.shared.cursors.close(id);
+                    self.opened.remove(&id);
+                }
+            }
+            "killCursors" => {
+                for key in [
+                    "cursorsKilled",
+                    "cursorsNotFound",
+                    "cursorsUnknown",
+                    "cursorsAlive",
+                ] {
+                    let Some(list) = get(reply, key).ok().flatten().and_then(|e| e.as_array())
+                    else {
+                        continue;
+                    };
+                    for id in elements(list).filter_map(|x| int64(x.ok())) {
+                        self.shared.cursors.close(id);
+                        self.opened.remove(&id);
+                    }
+                }
+            }
+            _ => {
+                if let (Some(id), Some(c)) = (reply_id, cursor)
+                    && id != 0
+                {
+                    let ns = get(c, "ns")
+                        .ok()
+                        .flatten()
+                        .and_then(|e| e.as_str())
+                        .unwrap_or("")
+                        .to_owned();
+                    self.shared.cursors.open(id, &principal.name);
+                    self.opened.insert(id, ns);
+                }
+            }
+        }
+    }
+
+    /// Kills the live cursors this connection opened.
+    async fn close(&mut self) {
+        let Some(principal) = self.principal.clone() else {
+            return;
+        };
+        for (id, ns) in std::mem::take(&mut self.opened) {
+            if !self.shared.cursors.owns(id, &principal.name) {
+                continue;
+            }
+            self.shared.cursors.close(id);
+            let Some((db, coll)) = ns.split_once('.') else {
+                continue;
+            };
+            let kill = rawdoc! { "killCursors": coll, "cursors": [id], "$db": db };
+            if let Err(e) = self.shared.upstream.command(kill).await {
+                tracing::debug!(target: "tenantgate::proxy", cursor = id, error = %e, "could not kill a cursor on close");
+            }
+        }
+    }
+}
+
+fn binary_payload(value: &[u8]) -> Option<Vec<u8>> {
+    // BSON binary: i32 length, subtype byte, bytes.
+    let len = usize::try_from(i32::from_le_bytes(value.get(..4)?.try_into().ok()?)).ok()?;
+    value.get(5..5 + len).map(<[u8]>::to_vec)
+}
+
+fn sasl_reply(done: bool, payload: &[u8]) -> RawDocumentBuf {
+    rawdoc! {
+        "conversationId": 1,
+        "done": done,
+        "payload": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: payload.to_vec() },
+        "ok": 1.0,
+    }
+}

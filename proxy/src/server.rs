@@ -1,0 +1,151 @@
+//! The listener: accepts clients up to `max_connections`, hands each to a connection task, and
+//! on shutdown stops accepting and lets in-flight commands finish.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI32, AtomicI64};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tenantgate_wire::Limits;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::auth::PrincipalStore;
+use crate::config::{Config, Env};
+use crate::cursors::CursorRegistry;
+use crate::error::ProxyError;
+use crate::upstream::Upstream;
+
+/// Failed authentications per source address, to slow guessing down.
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    recent: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl Failures {
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    /// Records a failure and returns how long to wait before answering: 100 ms per failure in
+    /// the last minute, at most 3 s.
+    pub(crate) fn record(&self, ip: IpAddr) -> Duration {
+        let Ok(mut m) = self.recent.lock() else {
+            return Duration::from_millis(100);
+        };
+        let now = Instant::now();
+        if m.len() > 100_000 {
+            m.retain(|_, (_, at)| now.duration_since(*at) < Self::WINDOW);
+        }
+        let entry = m.entry(ip).or_insert((0, now));
+        if now.duration_since(entry.1) > Self::WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now;
+        Duration::from_millis(100 * u64::from(entry.0.min(30)))
+    }
+
+    /// Forgets an address after a success.
+    pub(crate) fn clear(&self, ip: IpAddr) {
+        if let Ok(mut m) = self.recent.lock() {
+            m.remove(&ip);
+        }
+    }
+}
+
+/// State every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Config,
+    pub principals: PrincipalStore,
+    pub upstream: Arc<Upstream>,
+    pub cursors: CursorRegistry,
+    pub failures: Failures,
+    pub next_connection_id: AtomicI64,
+    pub next_reply_id: AtomicI32,
+    pub limits: Limits,
+}
+
+/// A bound proxy, ready to run.
+#[derive(Debug)]
+pub struct Proxy {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    /// Derives credentials, connects to the upstream and binds the listener. Errors say which
+    /// part failed and why.
+    pub async fn bind(config: Config, env: &dyn Env) -> Result<Proxy, ProxyError> {
+        let principals = PrincipalStore::from_config(&config.principals, env)?;
+        let upstream = Upstream::connect(&config.upstream).await?;
+        let listener = TcpListener::bind(&config.proxy.listen)
+            .await
+            .map_err(|source| ProxyError::Bind {
+                addr: config.proxy.listen.clone(),
+                source,
+            })?;
+        let limits = Limits {
+            max_message_size: config.proxy.max_message_size,
+            ..Limits::default()
+        };
+        let shared = Arc::new(Shared {
+            config,
+            principals,
+            upstream,
+            cursors: CursorRegistry::default(),
+            failures: Failures::default(),
+            next_connection_id: AtomicI64::new(1),
+            next_reply_id: AtomicI32::new(1),
+            limits,
+        });
+        Ok(Proxy { listener, shared })
+    }
+
+    /// The address it listens on (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, tells connections to finish and
+    /// waits up to `grace` for them.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>, grace: Duration) {
+        let permits = Arc::new(Semaphore::new(self.shared.config.proxy.max_connections));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = &mut shutdown => break,
+            };
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = &mut shutdown => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let shared = self.shared.clone();
+                    let stop = stop_rx.clone();
+                    tasks.spawn(async move {
+                        crate::connection::run(stream, peer, shared, stop).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(target: "tenantgate::proxy", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        tracing::info!(target: "tenantgate::proxy", connections = tasks.len(), "shutting down: draining connections");
+        let _ = stop_tx.send(true);
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(target: "tenantgate::proxy", "grace period over; closing remaining connections");
+            tasks.abort_all();
+        }
+    }
+}

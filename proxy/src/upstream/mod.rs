@@ -1,0 +1,262 @@
+//! The upstream MongoDB: a pool of connections the proxy opens with its own identity and
+//! multiplexes every client over.
+//!
+//! A pooled connection carries one request at a time (MongoDB answers in order on a
+//! connection), so a checked-out connection is exclusively the caller's until the reply
+//! arrives. Connections that fail or time out are dropped, never returned; the pool re-opens
+//! them on demand, which is also how it recovers after an upstream restart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use bson::{RawDocumentBuf, rawdoc};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tenantgate_wire::codec::FrameCodec;
+use tenantgate_wire::{Limits, Message, OpMsg, Payload, RawDoc};
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_util::codec::Framed;
+
+use crate::config::UpstreamConfig;
+use crate::error::ProxyError;
+
+/// What the upstream said about itself at start-up.
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    /// Its `maxWireVersion`.
+    pub max_wire_version: i32,
+    /// Its `minWireVersion`.
+    pub min_wire_version: i32,
+    /// A replica set member or mongos: sessions, retryable writes and transactions work.
+    pub supports_transactions: bool,
+    /// Its `logicalSessionTimeoutMinutes`, if it has sessions.
+    pub session_timeout_minutes: Option<i32>,
+}
+
+/// Why one upstream round trip failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connecting, writing or reading failed.
+    #[error("upstream i/o: {0}")]
+    Io(String),
+    /// No reply within the configured timeout.
+    #[error("upstream timed out")]
+    Timeout,
+    /// The upstream sent something that is not a valid reply.
+    #[error("upstream protocol: {0}")]
+    Protocol(String),
+}
+
+type Conn = Framed<TcpStream, FrameCodec>;
+
+/// The pool.
+#[derive(Debug)]
+pub struct Upstream {
+    addr: String,
+    idle: Mutex<Vec<Conn>>,
+    permits: Semaphore,
+    timeout: Duration,
+    next_id: AtomicI32,
+    limits: Limits,
+    /// What the upstream reported at start-up.
+    pub info: UpstreamInfo,
+}
+
+/// The first `host:port` of a `mongodb://` URI (credentials and options removed).
+pub fn first_host(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("mongodb://")?;
+    let hosts = rest.split(['/', '?']).next()?;
+    let hosts = hosts.rsplit_once('@').map_or(hosts, |(_, h)| h);
+    let host = hosts.split(',').next()?.trim();
+    if host.is_empty() {
+        return None;
+    }
+    Some(if host.contains(':') && !host.ends_with(']') {
+        host.to_owned()
+    } else {
+        format!("{host}:27017")
+    })
+}
+
+impl Upstream {
+    /// Connects, asks the upstream `hello`, and keeps that connection in the pool.
+    pub async fn connect(config: &UpstreamConfig) -> Result<Arc<Upstream>, ProxyError> {
+        let addr = first_host(&config.uri).ok_or_else(|| ProxyError::Upstream {
+            addr: config.uri.clone(),
+            reason: "no host in the URI".into(),
+        })?;
+        if config
+            .uri
+            .split(['/', '?'])
+            .nth(2)
+            .is_some_and(|h| h.contains('@'))
+        {
+            return Err(ProxyError::Upstream {
+                addr,
+                reason: "credentials in upstream.uri are not supported yet: run the upstream without auth on a private network".into(),
+            });
+        }
+        let err = |reason: String| ProxyError::Upstream {
+            addr: addr.clone(),
+            reason,
+        };
+        let mut up = Upstream {
+            addr: addr.clone(),
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(config.pool_size),
+            timeout: Duration::from_millis(config.timeout_ms),
+            next_id: AtomicI32::new(1),
+            limits: Limits::default(),
+            info: UpstreamInfo {
+                max_wire_version: 0,
+                min_wire_version: 0,
+                supports_transactions: false,
+                session_timeout_minutes: None,
+            },
+        };
+        let hello = up
+            .command(rawdoc! { "hello": 1, "$db": "admin" })
+            .await
+            .map_err(|e| err(format!("unreachable or not MongoDB: {e}")))?;
+        let get_i32 = |k: &str| hello.get_i32(k).ok();
+        up.info = UpstreamInfo {
+            max_wire_version: get_i32("maxWireVersion").unwrap_or(0),
+            min_wire_version: get_i32("minWireVersion").unwrap_or(0),
+            supports_transactions: hello.get_str("setName").is_ok()
+                || hello.get_str("msg").ok() == Some("isdbgrid"),
+            session_timeout_minutes: get_i32("logicalSessionTimeoutMinutes"),
+        };
+        if up.info.max_wire_version < 13 {
+            return Err(err(format!(
+                "maxWireVersion {} is older than MongoDB 5.0 (13)",
+                up.info.max_wire_version
+            )));
+        }
+        Ok(Arc::new(up))
+    }
+
+    /// The upstream's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn next_request_id(&self) -> i32 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) & i32::MAX
+    }
+
+    async fn checkout(&self) -> Result<Conn, UpstreamError> {
+        if let Some(c) = self.idle.lock().await.pop() {
+            return Ok(c);
+        }
+        let stream = tokio::time::timeout(self.timeout, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| UpstreamError::Timeout)?
+            .map_err(|e| UpstreamError::Io(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Framed::new(stream, FrameCodec::new(self.limits)))
+    }
+
+    /// Sends `msg` (its request id replaced) and returns the reply. The message must expect a
+    /// reply (no `moreToCome`).
+    pub async fn round_trip(&self, mut msg: Message) -> Result<Message, UpstreamError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| UpstreamError::Io("pool closed".into()))?;
+        let mut conn = self.checkout().await?;
+        let id = self.next_request_id();
+        msg.request_id = id;
+        msg.response_to = 0;
+        let bytes = msg
+            .to_bytes()
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let exchange = async {
+            conn.send(bytes)
+                .await
+                .map_err(|e| UpstreamError::Io(e.to_string()))?;
+            let frame = conn
+                .next()
+                .await
+                .ok_or_else(|| UpstreamError::Io("connection closed".into()))?
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+            Ok::<Bytes, UpstreamError>(frame)
+        };
+        let frame = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| UpstreamError::Timeout)??;
+        let reply = Message::decode(frame, &self.limits)
+            .and_then(|m| m.decompressed(&self.limits))
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+            .0;
+        if reply.response_to != id {
+            return Err(UpstreamError::Protocol(format!(
+                "reply to {} where {id} was expected",
+                reply.response_to
+            )));
+        }
+        self.idle.lock().await.push(conn);
+        Ok(reply)
+    }
+
+    /// Sends a `moreToCome` message, which gets no reply.
+    pub async fn send_only(&self, mut msg: Message) -> Result<(), UpstreamError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| UpstreamError::Io("pool closed".into()))?;
+        let mut conn = self.checkout().await?;
+        msg.request_id = self.next_request_id();
+        let bytes = msg
+            .to_bytes()
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        tokio::time::timeout(self.timeout, conn.send(bytes))
+            .await
+            .map_err(|_| UpstreamError::Timeout)?
+            .map_err(|e| UpstreamError::Io(e.to_string()))?;
+        self.idle.lock().await.push(conn);
+        Ok(())
+    }
+
+    /// Runs one command body (with `$db`) and returns the reply body.
+    pub async fn command(&self, body: RawDocumentBuf) -> Result<bson::Document, UpstreamError> {
+        let body = RawDoc::from_buf(body)
+            .map_err(|_| UpstreamError::Protocol("invalid command".into()))?;
+        let reply = self
+            .round_trip(Message::new(0, 0, Payload::Msg(OpMsg::new(body))))
+            .await?;
+        match reply.payload {
+            Payload::Msg(m) => m
+                .body()
+                .to_document()
+                .map_err(|e| UpstreamError::Protocol(e.to_string())),
+            _ => Err(UpstreamError::Protocol("expected OP_MSG".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_host_of_uris() {
+        assert_eq!(
+            first_host("mongodb://127.0.0.1:27017/").as_deref(),
+            Some("127.0.0.1:27017")
+        );
+        assert_eq!(
+            first_host("mongodb://db.example").as_deref(),
+            Some("db.example:27017")
+        );
+        assert_eq!(
+            first_host("mongodb://u:p@h1:1,h2:2/x?replicaSet=rs").as_deref(),
+            Some("h1:1")
+        );
+        assert_eq!(first_host("postgres://x"), None);
+        assert_eq!(first_host("mongodb:///"), None);
+    }
+}

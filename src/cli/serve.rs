@@ -1,0 +1,117 @@
+//! `tenantgate serve --config tenantgate.toml`: the proxy listener and the HTTP API.
+//!
+//! Start-up errors say which part failed and why (bad config key, unreachable upstream, port
+//! in use) and exit non-zero. SIGTERM or Ctrl-C stops accepting, lets in-flight commands finish
+//! within the grace period, then exits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tenantgate_proxy::{Config, ProcessEnv, Proxy};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        env = "TENANTGATE_CONFIG",
+        default_value = "tenantgate.toml"
+    )]
+    config: PathBuf,
+    /// Log format: `text` or `json` (audit events are structured either way).
+    #[arg(long, env = "TENANTGATE_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+    /// Seconds to let in-flight commands finish on shutdown.
+    #[arg(long, default_value_t = 10)]
+    grace_secs: u64,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    init_logging(&args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let config = Config::load(&args.config, &ProcessEnv)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    let api_listen = config.api.listen.clone();
+    let proxy = Proxy::bind(config, &ProcessEnv)
+        .await
+        .context("starting the proxy")?;
+    let proxy_addr = proxy.local_addr().context("reading the proxy address")?;
+    let api = tokio::net::TcpListener::bind(&api_listen)
+        .await
+        .with_context(|| format!("api.listen: cannot listen on {api_listen}"))?;
+    tracing::info!(proxy = %proxy_addr, api = %api_listen, "tenantgate serving");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut proxy_stop = stop_rx.clone();
+    let mut api_stop = stop_rx;
+    let grace = Duration::from_secs(args.grace_secs);
+    let proxy_task = tokio::spawn(async move {
+        proxy
+            .run(
+                async move {
+                    let _ = proxy_stop.changed().await;
+                },
+                grace,
+            )
+            .await;
+    });
+    let api_task = tokio::spawn(async move {
+        axum::serve(api, tenantgate_api::app())
+            .with_graceful_shutdown(async move {
+                let _ = api_stop.changed().await;
+            })
+            .await
+    });
+    shutdown_signal().await;
+    tracing::info!("shutdown requested");
+    let _ = stop_tx.send(true);
+    let _ = proxy_task.await;
+    if let Ok(Err(e)) = api_task.await {
+        tracing::warn!(error = %e, "api server error");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
