@@ -385,6 +385,15 @@ impl Client {
     async fn forward(&mut self, request_id: i32, op: OpMsg, name: &str) -> Option<Message> {
         let principal = self.principal.clone()?;
         let more_to_come = op.flags().more_to_come();
+        if let Some(tenant) = &principal.tenant
+            && !self.shared.registry.is_active(tenant.as_str()).await
+        {
+            if more_to_come {
+                return None;
+            }
+            let body = error_body(code::UNAUTHORIZED, "Unauthorized", "the principal's tenant is inactive");
+            return Some(op_msg(self.reply_id(), request_id, raw(body)));
+        }
         let ctx = Context {
             principal: &principal,
             config: &self.shared.config.policy,

@@ -15,6 +15,7 @@ use crate::auth::PrincipalStore;
 use crate::config::{Config, Env};
 use crate::cursors::CursorRegistry;
 use crate::error::ProxyError;
+use crate::registry::Registry;
 use crate::upstream::Upstream;
 
 /// Failed authentications per source address, to slow guessing down.
@@ -59,6 +60,7 @@ pub(crate) struct Shared {
     pub config: Config,
     pub principals: PrincipalStore,
     pub upstream: Arc<Upstream>,
+    pub registry: Registry,
     pub cursors: CursorRegistry,
     pub failures: Failures,
     pub next_connection_id: AtomicI64,
@@ -79,6 +81,11 @@ impl Proxy {
     pub async fn bind(config: Config, env: &dyn Env) -> Result<Proxy, ProxyError> {
         let principals = PrincipalStore::from_config(&config.principals, env)?;
         let upstream = Upstream::connect(&config.upstream).await?;
+        let registry = Registry::new(upstream.clone(), &config.policy.internal_database);
+        registry.ensure(&config.tenants).await.map_err(|e| ProxyError::Upstream {
+            addr: upstream.addr().to_owned(),
+            reason: format!("cannot prepare the tenant registry: {e}"),
+        })?;
         let listener = TcpListener::bind(&config.proxy.listen)
             .await
             .map_err(|source| ProxyError::Bind {
@@ -93,6 +100,7 @@ impl Proxy {
             config,
             principals,
             upstream,
+            registry,
             cursors: CursorRegistry::default(),
             failures: Failures::default(),
             next_connection_id: AtomicI64::new(1),
