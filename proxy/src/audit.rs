@@ -1,52 +1,158 @@
 //! The audit trail: rejections, authentication failures and `super_admin` bypasses.
 //!
-//! Every event is a structured `tracing` event on the target `tenantgate::audit` (JSON lines
-//! when the binary logs JSON). Values inside commands never appear: the policy engine redacts
-//! them into the command's shape before an event exists.
+//! Every event goes two ways. It is a structured `tracing` event on the target
+//! `tenantgate::audit` (JSON lines when the binary logs JSON), and a document in the
+//! `tenantgate_audit` collection of tenantgate's own database, written by a background task in
+//! batches — never on the client's path. The queue to that task is bounded: when the database
+//! falls behind, events are dropped from the database copy (never from the log), counted, and the
+//! count is logged. A TTL index on `at` keeps `retention_days`. Values inside commands never
+//! appear: the policy engine redacts them into the command's shape before an event exists.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use bson::{Document, RawArrayBuf, RawDocumentBuf, doc, rawdoc};
 use tenantgate_policy::AuditRecord;
+use tokio::sync::mpsc;
 
-/// Emits a policy audit record.
-pub fn record(r: &AuditRecord, peer: SocketAddr, connection: i64) {
-    let shape =
-        serde_json::to_string(&bson::Bson::Document(r.shape.clone()).into_relaxed_extjson())
-            .unwrap_or_default();
-    tracing::warn!(
-        target: "tenantgate::audit",
-        kind = r.kind.as_str(),
-        rule = r.rule.as_str(),
-        principal = %r.principal,
-        tenant = r.tenant.as_deref().unwrap_or(""),
-        database = r.database.as_deref().unwrap_or(""),
-        collection = r.collection.as_deref().unwrap_or(""),
-        command = %r.command,
-        message = %r.message,
-        shape = %shape,
-        peer = %peer,
-        connection,
-        "audit"
-    );
+use crate::upstream::Upstream;
+
+/// The audit collection.
+pub const COLLECTION: &str = "tenantgate_audit";
+const BATCH: usize = 256;
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// Where audit documents go.
+#[derive(Debug)]
+pub struct AuditSink {
+    tx: mpsc::Sender<Document>,
+    dropped: AtomicU64,
 }
 
-/// Emits an authentication failure.
-pub fn auth_failure(
-    username: &str,
-    mechanism: &str,
-    reason: &str,
-    peer: SocketAddr,
-    connection: i64,
-) {
-    tracing::warn!(
-        target: "tenantgate::audit",
-        kind = "auth_failure",
-        rule = "authentication",
-        principal = %crate::clip(username),
-        mechanism,
-        message = reason,
-        peer = %peer,
-        connection,
-        "audit"
-    );
+impl AuditSink {
+    /// Starts the writer task (inside the current tokio runtime).
+    pub fn start(upstream: Arc<Upstream>, database: &str, retention_days: u32, buffer: usize) -> Arc<AuditSink> {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let sink = Arc::new(AuditSink { tx, dropped: AtomicU64::new(0) });
+        tokio::spawn(writer(upstream, database.to_owned(), retention_days, rx));
+        sink
+    }
+
+    /// Events dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn submit(&self, event: Document) {
+        if self.tx.try_send(event).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(target: "tenantgate::audit", dropped = n, "audit database writer is behind; events dropped from the database copy");
+            }
+        }
+    }
+
+    /// Emits a policy audit record.
+    pub fn record(&self, r: &AuditRecord, peer: SocketAddr, connection: i64) {
+        let shape = serde_json::to_string(&bson::Bson::Document(r.shape.clone()).into_relaxed_extjson()).unwrap_or_default();
+        tracing::warn!(
+            target: "tenantgate::audit",
+            kind = r.kind.as_str(),
+            rule = r.rule.as_str(),
+            principal = %r.principal,
+            tenant = r.tenant.as_deref().unwrap_or(""),
+            database = r.database.as_deref().unwrap_or(""),
+            collection = r.collection.as_deref().unwrap_or(""),
+            command = %r.command,
+            message = %r.message,
+            shape = %shape,
+            peer = %peer,
+            connection,
+            "audit"
+        );
+        self.submit(doc! {
+            "at": bson::DateTime::now(),
+            "source": "proxy",
+            "kind": r.kind.as_str(),
+            "rule": r.rule.as_str(),
+            "principal": &r.principal,
+            "tenant": r.tenant.as_deref(),
+            "database": r.database.as_deref(),
+            "collection": r.collection.as_deref(),
+            "command": &r.command,
+            "message": &r.message,
+            "shape": r.shape.clone(),
+            "peer": peer.to_string(),
+            "connection": connection,
+        });
+    }
+
+    /// Emits an authentication failure.
+    pub fn auth_failure(&self, username: &str, mechanism: &str, reason: &str, peer: SocketAddr, connection: i64) {
+        let username = crate::clip(username);
+        tracing::warn!(
+            target: "tenantgate::audit",
+            kind = "auth_failure",
+            rule = "authentication",
+            principal = %username,
+            mechanism,
+            message = reason,
+            peer = %peer,
+            connection,
+            "audit"
+        );
+        self.submit(doc! {
+            "at": bson::DateTime::now(),
+            "source": "proxy",
+            "kind": "auth_failure",
+            "rule": "authentication",
+            "principal": username.as_ref(),
+            "mechanism": mechanism,
+            "message": reason,
+            "peer": peer.to_string(),
+            "connection": connection,
+        });
+    }
+}
+
+async fn writer(upstream: Arc<Upstream>, database: String, retention_days: u32, mut rx: mpsc::Receiver<Document>) {
+    let ttl = rawdoc! {
+        "createIndexes": COLLECTION,
+        "indexes": [
+            { "key": { "at": 1 }, "name": "at_ttl", "expireAfterSeconds": i64::from(retention_days) * 86_400 },
+            { "key": { "tenant": 1, "at": -1 }, "name": "tenant_at" },
+            { "key": { "rule": 1, "at": -1 }, "name": "rule_at" },
+        ],
+        "$db": database.as_str(),
+    };
+    if let Err(e) = upstream.command(ttl).await {
+        tracing::warn!(target: "tenantgate::audit", error = %e, "could not create the audit indexes");
+    }
+    let mut batch: Vec<Document> = Vec::with_capacity(BATCH);
+    loop {
+        let first = match rx.recv().await {
+            Some(d) => d,
+            None => return,
+        };
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
+        while batch.len() < BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(d)) => batch.push(d),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let mut docs = RawArrayBuf::new();
+        for d in batch.drain(..) {
+            if let Ok(raw) = RawDocumentBuf::try_from(&d) {
+                docs.push(raw);
+            }
+        }
+        let insert = rawdoc! { "insert": COLLECTION, "documents": docs, "ordered": false, "$db": database.as_str() };
+        if let Err(e) = upstream.command(insert).await {
+            tracing::warn!(target: "tenantgate::audit", error = %e, "audit batch not written to the database");
+        }
+    }
 }

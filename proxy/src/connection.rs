@@ -265,7 +265,7 @@ impl Client {
         mechanism: &str,
         reason: &str,
     ) -> RawDocumentBuf {
-        crate::audit::auth_failure(username, mechanism, reason, self.peer, self.id);
+        self.shared.audit.auth_failure(username, mechanism, reason, self.peer, self.id);
         let delay = self.shared.failures.record(self.peer.ip());
         tokio::time::sleep(delay).await;
         self.sasl = None;
@@ -379,7 +379,7 @@ impl Client {
             message: format!("cursor {id} is not owned by the principal"),
             shape: bson::doc! { command: "<long>" },
         };
-        crate::audit::record(&record, self.peer, self.id);
+        self.shared.audit.record(&record, self.peer, self.id);
     }
 
     async fn forward(&mut self, request_id: i32, op: OpMsg, name: &str) -> Option<Message> {
@@ -401,7 +401,7 @@ impl Client {
         };
         let outcome = decide(&op, &ctx);
         if let Some(record) = &outcome.audit {
-            crate::audit::record(record, self.peer, self.id);
+            self.shared.audit.record(record, self.peer, self.id);
         }
         let reply_body = match outcome.decision {
             Decision::Reject(r) => r.error_reply(),

@@ -11,6 +11,7 @@ use tenantgate_wire::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use crate::audit::AuditSink;
 use crate::auth::PrincipalStore;
 use crate::config::{Config, Env};
 use crate::cursors::CursorRegistry;
@@ -61,6 +62,7 @@ pub(crate) struct Shared {
     pub principals: PrincipalStore,
     pub upstream: Arc<Upstream>,
     pub registry: Registry,
+    pub audit: Arc<AuditSink>,
     pub cursors: CursorRegistry,
     pub failures: Failures,
     pub next_connection_id: AtomicI64,
@@ -92,6 +94,12 @@ impl Proxy {
                 addr: config.proxy.listen.clone(),
                 source,
             })?;
+        let audit = AuditSink::start(
+            upstream.clone(),
+            &config.policy.internal_database,
+            config.audit.retention_days,
+            config.audit.buffer,
+        );
         let limits = Limits {
             max_message_size: config.proxy.max_message_size,
             ..Limits::default()
@@ -101,6 +109,7 @@ impl Proxy {
             principals,
             upstream,
             registry,
+            audit,
             cursors: CursorRegistry::default(),
             failures: Failures::default(),
             next_connection_id: AtomicI64::new(1),
@@ -108,6 +117,11 @@ impl Proxy {
             limits,
         });
         Ok(Proxy { listener, shared })
+    }
+
+    /// The audit sink (for its drop counter).
+    pub fn audit(&self) -> Arc<AuditSink> {
+        self.shared.audit.clone()
     }
 
     /// The address it listens on (useful with port 0).
