@@ -406,6 +406,22 @@ impl Client {
         let reply_body = match outcome.decision {
             Decision::Reject(r) => r.error_reply(),
             Decision::Reply(body) => body,
+            Decision::Forward(_) if !self.claim_sessions(&principal, op.body().as_raw(), name) => {
+                let db = op.database().unwrap_or("").to_owned();
+                let record = AuditRecord {
+                    kind: AuditKind::Rejection,
+                    rule: Rule::CommandNotAllowed,
+                    principal: principal.name.clone(),
+                    tenant: principal.tenant.as_ref().map(|t| t.as_str().to_owned()),
+                    database: Some(db),
+                    collection: None,
+                    command: name.to_owned(),
+                    message: "the session id belongs to another principal".into(),
+                    shape: bson::doc! { name: "<redacted>", "lsid": { "id": "<binData>" } },
+                };
+                self.shared.audit.record(&record, self.peer, self.id);
+                error_body(code::UNAUTHORIZED, "Unauthorized", "tenantgate: the session id belongs to another principal")
+            }
             Decision::Forward(fwd) => {
                 let db = op.database().unwrap_or("").to_owned();
                 let request_body = fwd.body.as_raw().to_owned();
@@ -482,6 +498,34 @@ impl Client {
             return None;
         }
         Some(op_msg(self.reply_id(), request_id, raw(reply_body)))
+    }
+
+    /// Claims the command's `lsid` (and, for `endSessions`, releases the listed ones). `false`
+    /// when the session belongs to another principal.
+    fn claim_sessions(&self, principal: &Principal, body: &bson::RawDocument, name: &str) -> bool {
+        let id_of = |doc: &bson::RawDocument| match get(doc, "id") {
+            Ok(Some(e)) if e.element_type() == 0x05 => binary_payload(e.value_bytes()),
+            _ => None,
+        };
+        if name == "endSessions" {
+            if let Ok(Some(list)) = get(body, "endSessions")
+                && let Some(list) = list.as_array()
+            {
+                for item in elements(list).flatten() {
+                    if let Some(id) = item.as_document().and_then(id_of) {
+                        self.shared.sessions.end(&id, &principal.name);
+                    }
+                }
+            }
+            return true;
+        }
+        match get(body, "lsid") {
+            Ok(Some(e)) => match e.as_document().and_then(id_of) {
+                Some(id) => self.shared.sessions.claim(&id, &principal.name),
+                None => true,
+            },
+            _ => true,
+        }
     }
 
     /// `getMore` / `killCursors` may only name cursors the principal opened.

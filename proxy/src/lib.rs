@@ -20,6 +20,7 @@ pub mod handshake;
 pub mod registry;
 pub mod reply;
 mod server;
+pub mod sessions;
 pub mod upstream;
 
 pub use config::{Config, Env, ProcessEnv};

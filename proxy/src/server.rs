@@ -17,6 +17,7 @@ use crate::config::{Config, Env};
 use crate::cursors::CursorRegistry;
 use crate::error::ProxyError;
 use crate::registry::Registry;
+use crate::sessions::SessionRegistry;
 use crate::upstream::Upstream;
 
 /// Failed authentications per source address, to slow guessing down.
@@ -64,6 +65,7 @@ pub(crate) struct Shared {
     pub registry: Registry,
     pub audit: Arc<AuditSink>,
     pub cursors: CursorRegistry,
+    pub sessions: SessionRegistry,
     pub failures: Failures,
     pub next_connection_id: AtomicI64,
     pub next_reply_id: AtomicI32,
@@ -83,6 +85,7 @@ impl Proxy {
     pub async fn bind(config: Config, env: &dyn Env) -> Result<Proxy, ProxyError> {
         let principals = PrincipalStore::from_config(&config.principals, env)?;
         let upstream = Upstream::connect(&config.upstream).await?;
+        let upstream_session_minutes = upstream.info.session_timeout_minutes.unwrap_or(30);
         let registry = Registry::new(upstream.clone(), &config.policy.internal_database);
         registry.ensure(&config.tenants).await.map_err(|e| ProxyError::Upstream {
             addr: upstream.addr().to_owned(),
@@ -111,6 +114,9 @@ impl Proxy {
             registry,
             audit,
             cursors: CursorRegistry::default(),
+            sessions: SessionRegistry::new(Duration::from_secs(
+                60 * u64::try_from(upstream_session_minutes).unwrap_or(30).max(1),
+            )),
             failures: Failures::default(),
             next_connection_id: AtomicI64::new(1),
             next_reply_id: AtomicI32::new(1),
