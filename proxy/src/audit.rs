@@ -33,9 +33,17 @@ pub struct AuditSink {
 
 impl AuditSink {
     /// Starts the writer task (inside the current tokio runtime).
-    pub fn start(upstream: Arc<Upstream>, database: &str, retention_days: u32, buffer: usize) -> Arc<AuditSink> {
+    pub fn start(
+        upstream: Arc<Upstream>,
+        database: &str,
+        retention_days: u32,
+        buffer: usize,
+    ) -> Arc<AuditSink> {
         let (tx, rx) = mpsc::channel(buffer.max(1));
-        let sink = Arc::new(AuditSink { tx, dropped: AtomicU64::new(0) });
+        let sink = Arc::new(AuditSink {
+            tx,
+            dropped: AtomicU64::new(0),
+        });
         tokio::spawn(writer(upstream, database.to_owned(), retention_days, rx));
         sink
     }
@@ -56,7 +64,9 @@ impl AuditSink {
 
     /// Emits a policy audit record.
     pub fn record(&self, r: &AuditRecord, peer: SocketAddr, connection: i64) {
-        let shape = serde_json::to_string(&bson::Bson::Document(r.shape.clone()).into_relaxed_extjson()).unwrap_or_default();
+        let shape =
+            serde_json::to_string(&bson::Bson::Document(r.shape.clone()).into_relaxed_extjson())
+                .unwrap_or_default();
         tracing::warn!(
             target: "tenantgate::audit",
             kind = r.kind.as_str(),
@@ -90,7 +100,14 @@ impl AuditSink {
     }
 
     /// Emits an authentication failure.
-    pub fn auth_failure(&self, username: &str, mechanism: &str, reason: &str, peer: SocketAddr, connection: i64) {
+    pub fn auth_failure(
+        &self,
+        username: &str,
+        mechanism: &str,
+        reason: &str,
+        peer: SocketAddr,
+        connection: i64,
+    ) {
         let username = crate::clip(username);
         tracing::warn!(
             target: "tenantgate::audit",
@@ -117,7 +134,12 @@ impl AuditSink {
     }
 }
 
-async fn writer(upstream: Arc<Upstream>, database: String, retention_days: u32, mut rx: mpsc::Receiver<Document>) {
+async fn writer(
+    upstream: Arc<Upstream>,
+    database: String,
+    retention_days: u32,
+    mut rx: mpsc::Receiver<Document>,
+) {
     let ttl = rawdoc! {
         "createIndexes": COLLECTION,
         "indexes": [

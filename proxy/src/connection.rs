@@ -265,7 +265,9 @@ impl Client {
         mechanism: &str,
         reason: &str,
     ) -> RawDocumentBuf {
-        self.shared.audit.auth_failure(username, mechanism, reason, self.peer, self.id);
+        self.shared
+            .audit
+            .auth_failure(username, mechanism, reason, self.peer, self.id);
         let delay = self.shared.failures.record(self.peer.ip());
         tokio::time::sleep(delay).await;
         self.sasl = None;
@@ -391,7 +393,11 @@ impl Client {
             if more_to_come {
                 return None;
             }
-            let body = error_body(code::UNAUTHORIZED, "Unauthorized", "the principal's tenant is inactive");
+            let body = error_body(
+                code::UNAUTHORIZED,
+                "Unauthorized",
+                "the principal's tenant is inactive",
+            );
             return Some(op_msg(self.reply_id(), request_id, raw(body)));
         }
         let ctx = Context {
@@ -420,7 +426,11 @@ impl Client {
                     shape: bson::doc! { name: "<redacted>", "lsid": { "id": "<binData>" } },
                 };
                 self.shared.audit.record(&record, self.peer, self.id);
-                error_body(code::UNAUTHORIZED, "Unauthorized", "tenantgate: the session id belongs to another principal")
+                error_body(
+                    code::UNAUTHORIZED,
+                    "Unauthorized",
+                    "tenantgate: the session id belongs to another principal",
+                )
             }
             Decision::Forward(fwd) => {
                 let db = op.database().unwrap_or("").to_owned();

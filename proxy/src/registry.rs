@@ -33,7 +33,11 @@ pub struct Registry {
 impl Registry {
     /// A registry in `database`.
     pub fn new(upstream: Arc<Upstream>, database: &str) -> Self {
-        Registry { upstream, database: database.to_owned(), cache: Mutex::new(HashMap::new()) }
+        Registry {
+            upstream,
+            database: database.to_owned(),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Creates the unique indexes and every seed tenant that does not exist yet.
@@ -72,7 +76,10 @@ impl Registry {
             };
             let reply = self.upstream.command(upsert).await?;
             if reply.get_f64("ok").unwrap_or(0.0) != 1.0 {
-                return Err(UpstreamError::Protocol(format!("creating tenant {}: {reply}", seed.slug)));
+                return Err(UpstreamError::Protocol(format!(
+                    "creating tenant {}: {reply}",
+                    seed.slug
+                )));
             }
         }
         Ok(())

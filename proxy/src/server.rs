@@ -87,10 +87,13 @@ impl Proxy {
         let upstream = Upstream::connect(&config.upstream).await?;
         let upstream_session_minutes = upstream.info.session_timeout_minutes.unwrap_or(30);
         let registry = Registry::new(upstream.clone(), &config.policy.internal_database);
-        registry.ensure(&config.tenants).await.map_err(|e| ProxyError::Upstream {
-            addr: upstream.addr().to_owned(),
-            reason: format!("cannot prepare the tenant registry: {e}"),
-        })?;
+        registry
+            .ensure(&config.tenants)
+            .await
+            .map_err(|e| ProxyError::Upstream {
+                addr: upstream.addr().to_owned(),
+                reason: format!("cannot prepare the tenant registry: {e}"),
+            })?;
         let listener = TcpListener::bind(&config.proxy.listen)
             .await
             .map_err(|source| ProxyError::Bind {

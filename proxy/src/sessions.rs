@@ -22,12 +22,17 @@ pub struct SessionRegistry {
 impl SessionRegistry {
     /// Sessions idle longer than `idle` are forgotten.
     pub fn new(idle: Duration) -> Self {
-        SessionRegistry { owners: Mutex::new(HashMap::new()), idle }
+        SessionRegistry {
+            owners: Mutex::new(HashMap::new()),
+            idle,
+        }
     }
 
     /// Claims `lsid` for `principal`, or says who holds it. `true` when the principal may use it.
     pub fn claim(&self, lsid: &[u8], principal: &str) -> bool {
-        let Ok(mut m) = self.owners.lock() else { return false };
+        let Ok(mut m) = self.owners.lock() else {
+            return false;
+        };
         let now = Instant::now();
         if m.len() >= MAX_SESSIONS {
             let idle = self.idle;

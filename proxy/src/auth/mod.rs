@@ -73,6 +73,7 @@ impl PrincipalStore {
                             iterations: stored.iterations,
                             stored_key: field("stored_key", &stored.stored_key)?,
                             server_key: field("server_key", &stored.server_key)?,
+                            client_key: Vec::new(),
                         },
                         None,
                     )

@@ -92,6 +92,9 @@ pub struct ScramKeys {
     pub stored_key: Vec<u8>,
     /// `HMAC(SaltedPassword, "Server Key")`.
     pub server_key: Vec<u8>,
+    /// `HMAC(SaltedPassword, "Client Key")`: only known when derived from a password here (the
+    /// client side needs it; a server never keeps it for stored credentials).
+    pub client_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for ScramKeys {
@@ -158,6 +161,7 @@ impl ScramKeys {
             iterations,
             stored_key: mechanism.hash(&client_key),
             server_key: mechanism.hmac(&salted, b"Server Key"),
+            client_key,
         }
     }
 }
@@ -284,6 +288,31 @@ pub fn finish(conv: &Conversation, client_final: &[u8]) -> Result<Vec<u8>, Scram
         .mechanism
         .hmac(&keys.server_key, auth_message.as_bytes());
     Ok(format!("v={}", B64.encode(server_signature)).into_bytes())
+}
+
+/// The client side of the final step: the client-final message and the server signature to
+/// expect, from keys derived with the server's salt and iteration count.
+pub fn client_proof(
+    mechanism: Mechanism,
+    keys: &ScramKeys,
+    client_first_bare: &str,
+    server_first: &str,
+    nonce: &str,
+) -> (String, Vec<u8>) {
+    let without_proof = format!("c=biws,r={nonce}");
+    let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+    let signature = mechanism.hmac(&keys.stored_key, auth_message.as_bytes());
+    let proof: Vec<u8> = keys
+        .client_key
+        .iter()
+        .zip(&signature)
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let server_signature = mechanism.hmac(&keys.server_key, auth_message.as_bytes());
+    (
+        format!("{without_proof},p={}", B64.encode(proof)),
+        server_signature,
+    )
 }
 
 #[cfg(test)]

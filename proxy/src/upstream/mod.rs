@@ -22,6 +22,8 @@ use tokio_util::codec::Framed;
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
 
+pub mod auth;
+
 /// What the upstream said about itself at start-up.
 #[derive(Debug, Clone)]
 pub struct UpstreamInfo {
@@ -60,6 +62,7 @@ pub struct Upstream {
     timeout: Duration,
     next_id: AtomicI32,
     limits: Limits,
+    credentials: Option<auth::UpstreamCredentials>,
     /// What the upstream reported at start-up.
     pub info: UpstreamInfo,
 }
@@ -109,6 +112,7 @@ impl Upstream {
             timeout: Duration::from_millis(config.timeout_ms),
             next_id: AtomicI32::new(1),
             limits: Limits::default(),
+            credentials: auth::parse(&config.uri),
             info: UpstreamInfo {
                 max_wire_version: 0,
                 min_wire_version: 0,
@@ -155,7 +159,50 @@ impl Upstream {
             .map_err(|_| UpstreamError::Timeout)?
             .map_err(|e| UpstreamError::Io(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        Ok(Framed::new(stream, FrameCodec::new(self.limits)))
+        let mut conn = Framed::new(stream, FrameCodec::new(self.limits));
+        if let Some(creds) = &self.credentials {
+            let mut login = auth::Login::new(creds.clone());
+            let mut next = Some(login.first());
+            while let Some(cmd) = next {
+                let reply = tokio::time::timeout(self.timeout, self.exchange(&mut conn, cmd))
+                    .await
+                    .map_err(|_| UpstreamError::Timeout)??;
+                next = login.step(&reply).map_err(UpstreamError::Protocol)?;
+            }
+        }
+        Ok(conn)
+    }
+
+    /// One command on a connection that is not yet in the pool (the login).
+    async fn exchange(
+        &self,
+        conn: &mut Conn,
+        body: RawDocumentBuf,
+    ) -> Result<bson::Document, UpstreamError> {
+        let id = self.next_request_id();
+        let msg = Message::new(id, 0, Payload::Msg(OpMsg::new(RawDoc::from(body))));
+        let bytes = msg
+            .to_bytes()
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        conn.send(bytes)
+            .await
+            .map_err(|e| UpstreamError::Io(e.to_string()))?;
+        let frame = conn
+            .next()
+            .await
+            .ok_or_else(|| UpstreamError::Io("connection closed".into()))?
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let reply = Message::decode(frame, &self.limits)
+            .and_then(|m| m.decompressed(&self.limits))
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+            .0;
+        match reply.payload {
+            Payload::Msg(m) => m
+                .body()
+                .to_document()
+                .map_err(|e| UpstreamError::Protocol(e.to_string())),
+            _ => Err(UpstreamError::Protocol("expected OP_MSG".into())),
+        }
     }
 
     /// Sends `msg` (its request id replaced) and returns the reply. The message must expect a
