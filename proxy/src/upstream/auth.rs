@@ -118,7 +118,7 @@ impl Login {
         let conversation = reply.get_i32("conversationId").unwrap_or(1);
         let payload = reply
             .get_binary_generic("payload")
-            .map(|p| p.clone())
+            .cloned()
             .unwrap_or_default();
         let text = String::from_utf8(payload)
             .map_err(|_| "server SCRAM message is not UTF-8".to_string())?;
