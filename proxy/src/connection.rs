@@ -22,7 +22,8 @@ use tokio_util::codec::Framed;
 
 use crate::auth::scram::{self, Conversation, Mechanism};
 use crate::handshake::{HelloParams, hello_reply, negotiate};
-use crate::reply::{code, error_body, op_msg, op_reply, retryable_error_body};
+use crate::limits::{ConnectionSlot, tier_limits};
+use crate::reply::{code, error_body, op_msg, op_reply, overloaded_body, retryable_error_body};
 use crate::server::Shared;
 use crate::upstream::UpstreamError;
 
@@ -47,6 +48,8 @@ struct Client {
     compression: Vec<Compressor>,
     /// Cursors this connection opened and their namespace (`db.coll`), killed on close.
     opened: HashMap<i64, String>,
+    /// The tenant connection slot held while authenticated as a tenant.
+    slot: Option<ConnectionSlot>,
 }
 
 fn raw(doc: RawDocumentBuf) -> RawDoc {
@@ -74,6 +77,7 @@ pub(crate) async fn run(
         sasl: None,
         compression: Vec::new(),
         opened: HashMap::new(),
+        slot: None,
     };
     tracing::debug!(target: "tenantgate::proxy", connection = id, peer = %peer, "client connected");
     loop {
@@ -184,6 +188,7 @@ impl Client {
             "saslContinue" => Some((self.sasl_continue(op.body().as_raw()).await, false)),
             "logout" => {
                 self.principal = None;
+                self.slot = None;
                 Some((rawdoc! { "ok": 1.0 }, true))
             }
             "authenticate" => Some((
@@ -332,6 +337,22 @@ impl Client {
                             .auth_failed(&conv.username, conv.mechanism.name(), "unknown principal")
                             .await;
                     };
+                    if let Some(tenant) = &principal.tenant {
+                        let status = self.shared.registry.status(tenant.as_str()).await;
+                        if !status.active {
+                            let user = conv.username.clone();
+                            let reason = "tenant unknown or inactive";
+                            return self.auth_failed(&user, conv.mechanism.name(), reason).await;
+                        }
+                        match self
+                            .shared
+                            .limiter
+                            .connect(tenant.as_str(), tier_limits(&status.tier))
+                        {
+                            Ok(slot) => self.slot = Some(slot),
+                            Err(e) => return overloaded_body(e.as_str()),
+                        }
+                    }
                     if skip_empty {
                         self.authenticated(principal);
                         sasl_reply(true, &server_final)
@@ -387,18 +408,34 @@ impl Client {
     async fn forward(&mut self, request_id: i32, op: OpMsg, name: &str) -> Option<Message> {
         let principal = self.principal.clone()?;
         let more_to_come = op.flags().more_to_come();
-        if let Some(tenant) = &principal.tenant
-            && !self.shared.registry.is_active(tenant.as_str()).await
-        {
-            if more_to_come {
-                return None;
+        let mut _permit = None;
+        if let Some(tenant) = &principal.tenant {
+            let status = self.shared.registry.status(tenant.as_str()).await;
+            let refused = if !status.active {
+                Some(error_body(
+                    code::UNAUTHORIZED,
+                    "Unauthorized",
+                    "the principal's tenant is inactive",
+                ))
+            } else {
+                match self
+                    .shared
+                    .limiter
+                    .command(tenant.as_str(), tier_limits(&status.tier))
+                {
+                    Ok(p) => {
+                        _permit = Some(p);
+                        None
+                    }
+                    Err(e) => Some(overloaded_body(e.as_str())),
+                }
+            };
+            if let Some(body) = refused {
+                if more_to_come {
+                    return None;
+                }
+                return Some(op_msg(self.reply_id(), request_id, raw(body)));
             }
-            let body = error_body(
-                code::UNAUTHORIZED,
-                "Unauthorized",
-                "the principal's tenant is inactive",
-            );
-            return Some(op_msg(self.reply_id(), request_id, raw(body)));
         }
         let ctx = Context {
             principal: &principal,

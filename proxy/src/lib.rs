@@ -17,6 +17,7 @@ mod connection;
 pub mod cursors;
 pub mod error;
 pub mod handshake;
+pub mod limits;
 pub mod registry;
 pub mod reply;
 mod server;

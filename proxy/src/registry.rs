@@ -22,12 +22,21 @@ pub const TTL: Duration = Duration::from_secs(10);
 /// The collection holding tenants.
 pub const COLLECTION: &str = "tenants";
 
+/// What the proxy needs to know about a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantStatus {
+    /// Exists and is active.
+    pub active: bool,
+    /// `starter`, `professional` or `enterprise`.
+    pub tier: String,
+}
+
 /// Registry access with a small cache.
 #[derive(Debug)]
 pub struct Registry {
     upstream: Arc<Upstream>,
     database: String,
-    cache: Mutex<HashMap<String, (bool, Instant)>>,
+    cache: Mutex<HashMap<String, (TenantStatus, Instant)>>,
 }
 
 impl Registry {
@@ -85,35 +94,55 @@ impl Registry {
         Ok(())
     }
 
-    /// Whether `slug` exists and is active (cached for [`TTL`]). An unreachable registry counts
-    /// as inactive: fail closed.
+    /// Whether `slug` exists and is active (cached for [`TTL`]).
     pub async fn is_active(&self, slug: &str) -> bool {
+        self.status(slug).await.active
+    }
+
+    /// The tenant's status (cached for [`TTL`]). An unreachable registry counts as inactive:
+    /// fail closed.
+    pub async fn status(&self, slug: &str) -> TenantStatus {
         if let Ok(cache) = self.cache.lock()
-            && let Some((active, at)) = cache.get(slug)
+            && let Some((status, at)) = cache.get(slug)
             && at.elapsed() < TTL
         {
-            return *active;
+            return status.clone();
         }
         let find = rawdoc! {
             "find": COLLECTION, "filter": { "slug": slug }, "limit": 1, "singleBatch": true,
-            "projection": { "isActive": 1 }, "$db": self.database.as_str(),
+            "projection": { "isActive": 1, "tier": 1 }, "$db": self.database.as_str(),
         };
-        let active = match self.upstream.command(find).await {
-            Ok(reply) => reply
-                .get_document("cursor")
-                .and_then(|c| c.get_array("firstBatch"))
-                .ok()
-                .and_then(|b| b.first())
-                .and_then(|d| d.as_document())
-                .is_some_and(|d| d.get_bool("isActive").unwrap_or(false)),
+        let status = match self.upstream.command(find).await {
+            Ok(reply) => {
+                let doc = reply
+                    .get_document("cursor")
+                    .and_then(|c| c.get_array("firstBatch"))
+                    .ok()
+                    .and_then(|b| b.first())
+                    .and_then(|d| d.as_document())
+                    .cloned();
+                TenantStatus {
+                    active: doc
+                        .as_ref()
+                        .is_some_and(|d| d.get_bool("isActive").unwrap_or(false)),
+                    tier: doc
+                        .as_ref()
+                        .and_then(|d| d.get_str("tier").ok())
+                        .unwrap_or("starter")
+                        .to_owned(),
+                }
+            }
             Err(e) => {
                 tracing::warn!(target: "tenantgate::registry", tenant = slug, error = %e, "registry unreachable; treating tenant as inactive");
-                return false;
+                return TenantStatus {
+                    active: false,
+                    tier: "starter".into(),
+                };
             }
         };
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(slug.to_owned(), (active, Instant::now()));
+            cache.insert(slug.to_owned(), (status.clone(), Instant::now()));
         }
-        active
+        status
     }
 }

@@ -21,6 +21,8 @@ pub mod code {
     pub const MECHANISM_UNAVAILABLE: i32 = 334;
     /// `BadValue`.
     pub const BAD_VALUE: i32 = 2;
+    /// `IngressRequestRateLimitExceeded`: a per-tenant limit (retryable).
+    pub const RATE_LIMITED: i32 = 462;
 }
 
 /// `{ ok: 0, errmsg, code, codeName }`.
@@ -33,6 +35,20 @@ pub fn retryable_error_body(code: i32, code_name: &str, errmsg: &str) -> RawDocu
     let mut body = error_body(code, code_name, errmsg);
     let mut labels = bson::RawArrayBuf::new();
     labels.push("RetryableWriteError");
+    body.append(bson::raw::cstr!("errorLabels"), labels);
+    body
+}
+
+/// A per-tenant limit was hit: retryable, as MongoDB's own overload errors are.
+pub fn overloaded_body(what: &str) -> RawDocumentBuf {
+    let mut body = error_body(
+        code::RATE_LIMITED,
+        "IngressRequestRateLimitExceeded",
+        &format!("tenantgate: the tenant's {what} limit is reached; retry with backoff"),
+    );
+    let mut labels = bson::RawArrayBuf::new();
+    labels.push("SystemOverloadedError");
+    labels.push("RetryableError");
     body.append(bson::raw::cstr!("errorLabels"), labels);
     body
 }

@@ -16,6 +16,7 @@ use crate::auth::PrincipalStore;
 use crate::config::{Config, Env};
 use crate::cursors::CursorRegistry;
 use crate::error::ProxyError;
+use crate::limits::Limiter;
 use crate::registry::Registry;
 use crate::sessions::SessionRegistry;
 use crate::upstream::Upstream;
@@ -66,6 +67,7 @@ pub(crate) struct Shared {
     pub audit: Arc<AuditSink>,
     pub cursors: CursorRegistry,
     pub sessions: SessionRegistry,
+    pub limiter: Arc<Limiter>,
     pub failures: Failures,
     pub next_connection_id: AtomicI64,
     pub next_reply_id: AtomicI32,
@@ -120,6 +122,7 @@ impl Proxy {
             sessions: SessionRegistry::new(Duration::from_secs(
                 60 * u64::try_from(upstream_session_minutes).unwrap_or(30).max(1),
             )),
+            limiter: Arc::new(Limiter::default()),
             failures: Failures::default(),
             next_connection_id: AtomicI64::new(1),
             next_reply_id: AtomicI32::new(1),

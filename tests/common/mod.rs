@@ -103,3 +103,148 @@ pub async fn redis_connection() -> redis::aio::MultiplexedConnection {
         .await
         .unwrap_or_else(|e| panic!("cannot connect to Redis at {url}: {e}"))
 }
+
+/// How long a helper waits for the proxy before a test fails instead of hanging.
+#[allow(dead_code)]
+pub const PROXY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A `tenantgate.toml` for the two-bank scenario: `db` is the one tenant database, `currencies`
+/// is global, and the principals are `svc-bank1`/`bank1-secret` (bank1), `svc-bank2`/
+/// `bank2-secret` (bank2) and `platform-admin`/`admin-secret` (`super_admin`). The proxy and the
+/// API listen on port 0 and the upstream is [`mongodb_uri`].
+#[allow(dead_code)]
+pub fn two_bank_config(db: &str) -> String {
+    format!(
+        r#"
+[upstream]
+uri = "{uri}"
+timeout_ms = 10000
+
+[proxy]
+listen = "127.0.0.1:0"
+
+[api]
+listen = "127.0.0.1:0"
+
+[policy]
+databases = ["{db}"]
+
+[policy.collections.currencies]
+mode = "global"
+
+[[tenants]]
+slug = "bank1"
+name = "First National Bank"
+
+[[tenants]]
+slug = "bank2"
+name = "Second Savings"
+
+[[principals]]
+username = "svc-bank1"
+password = "bank1-secret"
+tenant = "bank1"
+
+[[principals]]
+username = "svc-bank2"
+password = "bank2-secret"
+tenant = "bank2"
+
+[[principals]]
+username = "platform-admin"
+password = "admin-secret"
+roles = ["super_admin"]
+"#,
+        uri = mongodb_uri(),
+    )
+}
+
+/// A proxy serving on `127.0.0.1:<free port>` inside the test's runtime. Dropping it signals
+/// shutdown; [`TestProxy::stop`] also waits for `run` to return.
+#[allow(dead_code)]
+#[derive(Debug)]
+pub struct TestProxy {
+    /// Where clients connect.
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[allow(dead_code)]
+impl TestProxy {
+    /// Parses `config_toml` (no environment overrides), binds and spawns `run`.
+    pub async fn start(config_toml: &str) -> TestProxy {
+        let env = std::collections::BTreeMap::<String, String>::new();
+        let config = tenantgate_proxy::Config::from_toml(config_toml, &env)
+            .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{config_toml}"));
+        let proxy = tokio::time::timeout(PROXY_TIMEOUT, tenantgate_proxy::Proxy::bind(config, &env))
+            .await
+            .expect("the proxy binds within the timeout")
+            .unwrap_or_else(|e| panic!("the proxy cannot start: {e}"));
+        let addr = proxy.local_addr().expect("a bound listener has an address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(proxy.run(
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(2),
+        ));
+        TestProxy {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// `mongodb://user:password@addr/?authSource=admin` plus `&options` when not empty.
+    pub fn uri(&self, user: &str, password: &str, options: &str) -> String {
+        let mut uri = format!(
+            "mongodb://{user}:{password}@{}/?authSource=admin",
+            self.addr
+        );
+        if !options.is_empty() {
+            uri.push('&');
+            uri.push_str(options);
+        }
+        uri
+    }
+
+    /// A driver client for `user`, with short timeouts so a broken proxy fails fast.
+    pub async fn client(&self, user: &str, password: &str) -> mongodb::Client {
+        driver_client(&self.uri(user, password, "")).await
+    }
+
+    /// Signals shutdown and asserts that `run` returns within the grace period (plus slack).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the proxy stops within its grace period")
+                .expect("the proxy task does not panic");
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A driver client for `uri` with short server-selection and connect timeouts.
+#[allow(dead_code)]
+pub async fn driver_client(uri: &str) -> mongodb::Client {
+    let mut options = mongodb::options::ClientOptions::parse(uri)
+        .await
+        .unwrap_or_else(|e| panic!("{uri} is not a valid MongoDB URI: {e}"));
+    options.app_name = Some("tenantgate-tests".to_owned());
+    options.server_selection_timeout = Some(Duration::from_secs(10));
+    options.connect_timeout = Some(Duration::from_secs(5));
+    mongodb::Client::with_options(options)
+        .unwrap_or_else(|e| panic!("cannot build a MongoDB client for {uri}: {e}"))
+}

@@ -1,0 +1,236 @@
+//! Per-tenant limits from the tenant's tier, so one noisy tenant cannot starve the others.
+//!
+//! Three limits per tenant: client connections, commands in flight, and commands per second
+//! (a token bucket with a one-second burst). Excess gets MongoDB's own retryable overload error
+//! (`IngressRequestRateLimitExceeded`, 462, labelled `SystemOverloadedError` and
+//! `RetryableError`) at once — never a hang. The limiter is in-process; with several proxy
+//! instances each enforces its share (a Redis-backed limiter shared by instances comes with the
+//! rate-limiting issue).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Limits of one tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierLimits {
+    /// Client connections at once.
+    pub connections: usize,
+    /// Commands in flight at once.
+    pub in_flight: usize,
+    /// Commands per second (sustained; the burst is one second's worth).
+    pub commands_per_second: u32,
+}
+
+/// The defaults per tier.
+pub fn tier_limits(tier: &str) -> TierLimits {
+    match tier {
+        "enterprise" => TierLimits {
+            connections: 2_000,
+            in_flight: 1_000,
+            commands_per_second: 20_000,
+        },
+        "professional" => TierLimits {
+            connections: 500,
+            in_flight: 200,
+            commands_per_second: 5_000,
+        },
+        _ => TierLimits {
+            connections: 100,
+            in_flight: 50,
+            commands_per_second: 1_000,
+        },
+    }
+}
+
+#[derive(Debug)]
+struct TenantState {
+    limits: TierLimits,
+    connections: usize,
+    in_flight: usize,
+    tokens: f64,
+    refilled: Instant,
+}
+
+/// Why a tenant was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exceeded {
+    /// Too many connections.
+    Connections,
+    /// Too many commands in flight.
+    InFlight,
+    /// Too many commands per second.
+    Rate,
+}
+
+impl Exceeded {
+    /// For messages and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exceeded::Connections => "connections",
+            Exceeded::InFlight => "in_flight",
+            Exceeded::Rate => "commands_per_second",
+        }
+    }
+}
+
+/// The limiter shared by all connections.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    tenants: Mutex<HashMap<String, TenantState>>,
+}
+
+/// A held connection slot, released on drop.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    limiter: Arc<Limiter>,
+    tenant: String,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.limiter.tenants.lock()
+            && let Some(s) = m.get_mut(&self.tenant)
+        {
+            s.connections = s.connections.saturating_sub(1);
+        }
+    }
+}
+
+/// A command in flight, released on drop.
+#[derive(Debug)]
+pub struct CommandPermit {
+    limiter: Arc<Limiter>,
+    tenant: String,
+}
+
+impl Drop for CommandPermit {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.limiter.tenants.lock()
+            && let Some(s) = m.get_mut(&self.tenant)
+        {
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl Limiter {
+    fn with<T>(
+        &self,
+        tenant: &str,
+        limits: TierLimits,
+        f: impl FnOnce(&mut TenantState) -> T,
+    ) -> Option<T> {
+        let mut m = self.tenants.lock().ok()?;
+        let s = m.entry(tenant.to_owned()).or_insert_with(|| TenantState {
+            limits,
+            connections: 0,
+            in_flight: 0,
+            tokens: f64::from(limits.commands_per_second),
+            refilled: Instant::now(),
+        });
+        s.limits = limits;
+        Some(f(s))
+    }
+
+    /// Takes a connection slot for `tenant`.
+    pub fn connect(
+        self: &Arc<Self>,
+        tenant: &str,
+        limits: TierLimits,
+    ) -> Result<ConnectionSlot, Exceeded> {
+        let ok = self
+            .with(tenant, limits, |s| {
+                if s.connections >= s.limits.connections {
+                    false
+                } else {
+                    s.connections += 1;
+                    true
+                }
+            })
+            .unwrap_or(false);
+        if ok {
+            Ok(ConnectionSlot {
+                limiter: self.clone(),
+                tenant: tenant.to_owned(),
+            })
+        } else {
+            Err(Exceeded::Connections)
+        }
+    }
+
+    /// Admits one command for `tenant`.
+    pub fn command(
+        self: &Arc<Self>,
+        tenant: &str,
+        limits: TierLimits,
+    ) -> Result<CommandPermit, Exceeded> {
+        let outcome = self
+            .with(tenant, limits, |s| {
+                let now = Instant::now();
+                let rate = f64::from(s.limits.commands_per_second);
+                s.tokens =
+                    (s.tokens + now.duration_since(s.refilled).as_secs_f64() * rate).min(rate);
+                s.refilled = now;
+                if s.in_flight >= s.limits.in_flight {
+                    Err(Exceeded::InFlight)
+                } else if s.tokens < 1.0 {
+                    Err(Exceeded::Rate)
+                } else {
+                    s.tokens -= 1.0;
+                    s.in_flight += 1;
+                    Ok(())
+                }
+            })
+            .unwrap_or(Err(Exceeded::Rate));
+        outcome.map(|()| CommandPermit {
+            limiter: self.clone(),
+            tenant: tenant.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TINY: TierLimits = TierLimits {
+        connections: 2,
+        in_flight: 1,
+        commands_per_second: 3,
+    };
+
+    #[test]
+    fn connections_and_in_flight_are_capped_and_released() {
+        let l = Arc::new(Limiter::default());
+        let a = l.connect("t", TINY).expect("first");
+        let _b = l.connect("t", TINY).expect("second");
+        assert_eq!(l.connect("t", TINY).err(), Some(Exceeded::Connections));
+        assert!(l.connect("other", TINY).is_ok(), "limits are per tenant");
+        drop(a);
+        assert!(l.connect("t", TINY).is_ok());
+        let p = l.command("t", TINY).expect("one in flight");
+        assert_eq!(l.command("t", TINY).err(), Some(Exceeded::InFlight));
+        drop(p);
+    }
+
+    #[test]
+    fn the_rate_is_a_token_bucket() {
+        let l = Arc::new(Limiter::default());
+        let wide = TierLimits {
+            in_flight: 100,
+            ..TINY
+        };
+        let mut admitted = 0;
+        for _ in 0..10 {
+            if l.command("t", wide).is_ok() {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 3, "a burst of one second's worth");
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert!(l.command("t", wide).is_ok(), "tokens refill");
+        assert_eq!(tier_limits("enterprise").connections, 2_000);
+        assert_eq!(tier_limits("unknown"), tier_limits("starter"));
+    }
+}
