@@ -80,6 +80,16 @@ pub(crate) async fn run(
         slot: None,
     };
     tracing::debug!(target: "tenantgate::proxy", connection = id, peer = %peer, "client connected");
+    client
+        .shared
+        .metrics
+        .connections_active
+        .fetch_add(1, Ordering::Relaxed);
+    client
+        .shared
+        .metrics
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
     loop {
         // A half-sent frame gets the short timeout: slow senders cannot hold a connection.
         let wait = if framed.read_buffer().is_empty() {
@@ -132,6 +142,12 @@ pub(crate) async fn run(
         }
     }
     client.close().await;
+    client.release_slot();
+    client
+        .shared
+        .metrics
+        .connections_active
+        .fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(target: "tenantgate::proxy", connection = id, peer = %peer, "client disconnected");
 }
 
@@ -187,8 +203,8 @@ impl Client {
             "saslStart" => Some((self.sasl_start(op.body().as_raw(), false).await, false)),
             "saslContinue" => Some((self.sasl_continue(op.body().as_raw()).await, false)),
             "logout" => {
+                self.release_slot();
                 self.principal = None;
-                self.slot = None;
                 Some((rawdoc! { "ok": 1.0 }, true))
             }
             "authenticate" => Some((
@@ -273,6 +289,10 @@ impl Client {
         self.shared
             .audit
             .auth_failure(username, mechanism, reason, self.peer, self.id);
+        self.shared
+            .metrics
+            .auth_failures
+            .fetch_add(1, Ordering::Relaxed);
         let delay = self.shared.failures.record(self.peer.ip());
         tokio::time::sleep(delay).await;
         self.sasl = None;
@@ -349,7 +369,10 @@ impl Client {
                             .limiter
                             .connect(tenant.as_str(), tier_limits(&status.tier))
                         {
-                            Ok(slot) => self.slot = Some(slot),
+                            Ok(slot) => {
+                                self.shared.metrics.tenant_connections(tenant.as_str(), 1);
+                                self.slot = Some(slot);
+                            }
                             Err(e) => return overloaded_body(e.as_str()),
                         }
                     }
@@ -374,6 +397,15 @@ impl Client {
                 self.auth_failed("", "", "saslContinue without saslStart")
                     .await
             }
+        }
+    }
+
+    /// Gives back the tenant connection slot (logout, close).
+    fn release_slot(&mut self) {
+        if self.slot.take().is_some()
+            && let Some(t) = self.principal.as_ref().and_then(|p| p.tenant.as_ref())
+        {
+            self.shared.metrics.tenant_connections(t.as_str(), -1);
         }
     }
 
@@ -442,7 +474,20 @@ impl Client {
             config: &self.shared.config.policy,
             now: bson::DateTime::now(),
         };
+        let started = std::time::Instant::now();
         let outcome = decide(&op, &ctx);
+        self.shared
+            .metrics
+            .rewrite_latency
+            .observe(started.elapsed());
+        match &outcome.decision {
+            Decision::Reject(r) => {
+                self.shared.metrics.command(name, "rejected");
+                self.shared.metrics.rejection(r.rule);
+            }
+            Decision::Reply(_) => self.shared.metrics.command(name, "local"),
+            Decision::Forward(_) => self.shared.metrics.command(name, "forwarded"),
+        }
         if let Some(record) = &outcome.audit {
             self.shared.audit.record(record, self.peer, self.id);
         }
@@ -500,7 +545,19 @@ impl Client {
                         }
                         return None;
                     }
-                    match self.shared.upstream.round_trip(msg).await {
+                    let started = std::time::Instant::now();
+                    let result = self.shared.upstream.round_trip(msg).await;
+                    self.shared
+                        .metrics
+                        .upstream_latency
+                        .observe(started.elapsed());
+                    if result.is_err() {
+                        self.shared
+                            .metrics
+                            .upstream_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    match result {
                         Ok(reply) => match reply.payload {
                             Payload::Msg(m) => {
                                 let body = m.body().as_raw();

@@ -18,6 +18,7 @@ pub mod cursors;
 pub mod error;
 pub mod handshake;
 pub mod limits;
+pub mod metrics;
 pub mod registry;
 pub mod reply;
 mod server;

@@ -17,6 +17,7 @@ use crate::config::{Config, Env};
 use crate::cursors::CursorRegistry;
 use crate::error::ProxyError;
 use crate::limits::Limiter;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::sessions::SessionRegistry;
 use crate::upstream::Upstream;
@@ -68,6 +69,7 @@ pub(crate) struct Shared {
     pub cursors: CursorRegistry,
     pub sessions: SessionRegistry,
     pub limiter: Arc<Limiter>,
+    pub metrics: Arc<Metrics>,
     pub failures: Failures,
     pub next_connection_id: AtomicI64,
     pub next_reply_id: AtomicI32,
@@ -123,12 +125,23 @@ impl Proxy {
                 60 * u64::try_from(upstream_session_minutes).unwrap_or(30).max(1),
             )),
             limiter: Arc::new(Limiter::default()),
+            metrics: Arc::new(Metrics::default()),
             failures: Failures::default(),
             next_connection_id: AtomicI64::new(1),
             next_reply_id: AtomicI32::new(1),
             limits,
         });
         Ok(Proxy { listener, shared })
+    }
+
+    /// A renderer for `GET /metrics` (Prometheus text format).
+    pub fn metrics_renderer(&self) -> impl Fn() -> String + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || {
+            shared
+                .metrics
+                .render(shared.audit.dropped(), shared.cursors.len())
+        }
     }
 
     /// The audit sink (for its drop counter).

@@ -59,6 +59,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .context("starting the proxy")?;
     let proxy_addr = proxy.local_addr().context("reading the proxy address")?;
+    let metrics: tenantgate_api::MetricsRenderer = std::sync::Arc::new(proxy.metrics_renderer());
     let api = tokio::net::TcpListener::bind(&api_listen)
         .await
         .with_context(|| format!("api.listen: cannot listen on {api_listen}"))?;
@@ -79,7 +80,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .await;
     });
     let api_task = tokio::spawn(async move {
-        axum::serve(api, tenantgate_api::app())
+        axum::serve(api, tenantgate_api::app(metrics))
             .with_graceful_shutdown(async move {
                 let _ = api_stop.changed().await;
             })

@@ -1,3 +1,4 @@
 //! Routes, one module per resource.
 
 pub mod health;
+pub mod metrics;

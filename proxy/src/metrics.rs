@@ -1,0 +1,222 @@
+//! Prometheus metrics, rendered in the text exposition format by `GET /metrics` on the API
+//! listener (keep that listener off the public network).
+//!
+//! Labels come from closed sets only — command names from the policy allowlists (anything else
+//! is `other`), outcomes, rule names — so a client cannot create series.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tenantgate_policy::Rule;
+use tenantgate_policy::admin::{SUPER_ADMIN_EXTRA, TENANT_COMMANDS};
+
+/// Latency buckets, in microseconds.
+const BUCKETS_US: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000, 10_000_000,
+];
+
+/// A latency histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        for (i, bound) in BUCKETS_US.iter().enumerate() {
+            if us <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, bound) in BUCKETS_US.iter().enumerate() {
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{le}\"}} {}",
+                self.buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Every metric of the proxy.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    commands: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    rejections: Mutex<BTreeMap<&'static str, u64>>,
+    per_tenant_connections: Mutex<BTreeMap<String, i64>>,
+    /// Client connections open now.
+    pub connections_active: AtomicI64,
+    /// Client connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Failed authentications.
+    pub auth_failures: AtomicU64,
+    /// Upstream round trips that failed.
+    pub upstream_errors: AtomicU64,
+    /// Time in the policy engine per command.
+    pub rewrite_latency: Histogram,
+    /// Upstream round-trip time per command.
+    pub upstream_latency: Histogram,
+}
+
+/// The closed label for a command name.
+pub fn command_label(name: &str) -> &'static str {
+    TENANT_COMMANDS
+        .iter()
+        .chain(SUPER_ADMIN_EXTRA.iter())
+        .chain(["hello", "isMaster", "saslStart", "saslContinue"].iter())
+        .find(|c| **c == name)
+        .copied()
+        .unwrap_or("other")
+}
+
+impl Metrics {
+    /// Counts a command by name and outcome (`forwarded`, `rejected`, `local`, `error`, `limited`).
+    pub fn command(&self, name: &str, outcome: &'static str) {
+        if let Ok(mut m) = self.commands.lock() {
+            *m.entry((command_label(name), outcome)).or_default() += 1;
+        }
+    }
+
+    /// Counts a rejection by rule.
+    pub fn rejection(&self, rule: Rule) {
+        if let Ok(mut m) = self.rejections.lock() {
+            *m.entry(rule.as_str()).or_default() += 1;
+        }
+    }
+
+    /// A tenant's connection count changes by `delta`.
+    pub fn tenant_connections(&self, tenant: &str, delta: i64) {
+        if let Ok(mut m) = self.per_tenant_connections.lock() {
+            *m.entry(tenant.to_owned()).or_default() += delta;
+        }
+    }
+
+    /// The text exposition, with the audit drop count and open cursors supplied by the caller.
+    pub fn render(&self, audit_dropped: u64, cursors_open: usize) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP tenantgate_commands_total Commands by name and outcome.\n# TYPE tenantgate_commands_total counter\n");
+        if let Ok(m) = self.commands.lock() {
+            for ((c, o), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "tenantgate_commands_total{{command=\"{c}\",outcome=\"{o}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP tenantgate_rejections_total Policy rejections by rule.\n# TYPE tenantgate_rejections_total counter\n");
+        if let Ok(m) = self.rejections.lock() {
+            for (r, n) in m.iter() {
+                let _ = writeln!(out, "tenantgate_rejections_total{{rule=\"{r}\"}} {n}");
+            }
+        }
+        out.push_str("# HELP tenantgate_tenant_connections Authenticated client connections per tenant.\n# TYPE tenantgate_tenant_connections gauge\n");
+        if let Ok(m) = self.per_tenant_connections.lock() {
+            for (t, n) in m.iter() {
+                let _ = writeln!(out, "tenantgate_tenant_connections{{tenant=\"{t}\"}} {n}");
+            }
+        }
+        let gauges: [(&str, &str, &str, i128); 6] = [
+            (
+                "tenantgate_connections_active",
+                "gauge",
+                "Client connections open.",
+                self.connections_active.load(Ordering::Relaxed).into(),
+            ),
+            (
+                "tenantgate_connections_total",
+                "counter",
+                "Client connections accepted.",
+                self.connections_total.load(Ordering::Relaxed).into(),
+            ),
+            (
+                "tenantgate_auth_failures_total",
+                "counter",
+                "Failed authentications.",
+                self.auth_failures.load(Ordering::Relaxed).into(),
+            ),
+            (
+                "tenantgate_upstream_errors_total",
+                "counter",
+                "Failed upstream round trips.",
+                self.upstream_errors.load(Ordering::Relaxed).into(),
+            ),
+            (
+                "tenantgate_audit_dropped_total",
+                "counter",
+                "Audit events dropped from the database copy.",
+                audit_dropped.into(),
+            ),
+            (
+                "tenantgate_cursors_open",
+                "gauge",
+                "Upstream cursors tracked for ownership.",
+                cursors_open as i128,
+            ),
+        ];
+        for (name, kind, help, v) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+        self.rewrite_latency.render(
+            &mut out,
+            "tenantgate_rewrite_seconds",
+            "Time in the policy engine per command.",
+        );
+        self.upstream_latency.render(
+            &mut out,
+            "tenantgate_upstream_seconds",
+            "Upstream round-trip time per command.",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_closed_labels_and_histograms() {
+        let m = Metrics::default();
+        m.command("find", "forwarded");
+        m.command("$evil\"label", "rejected");
+        m.rejection(Rule::TenantOverride);
+        m.upstream_latency.observe(Duration::from_micros(300));
+        let text = m.render(2, 1);
+        assert!(
+            text.contains("tenantgate_commands_total{command=\"find\",outcome=\"forwarded\"} 1")
+        );
+        assert!(
+            text.contains("tenantgate_commands_total{command=\"other\",outcome=\"rejected\"} 1")
+        );
+        assert!(!text.contains("evil"));
+        assert!(text.contains("tenantgate_rejections_total{rule=\"tenant_override\"} 1"));
+        assert!(text.contains("tenantgate_upstream_seconds_bucket{le=\"0.0005\"} 1"));
+        assert!(text.contains("tenantgate_upstream_seconds_bucket{le=\"0.00025\"} 0"));
+        assert!(text.contains("tenantgate_audit_dropped_total 2"));
+    }
+}
