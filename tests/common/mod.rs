@@ -177,10 +177,11 @@ impl TestProxy {
         let env = std::collections::BTreeMap::<String, String>::new();
         let config = tenantgate_proxy::Config::from_toml(config_toml, &env)
             .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{config_toml}"));
-        let proxy = tokio::time::timeout(PROXY_TIMEOUT, tenantgate_proxy::Proxy::bind(config, &env))
-            .await
-            .expect("the proxy binds within the timeout")
-            .unwrap_or_else(|e| panic!("the proxy cannot start: {e}"));
+        let proxy =
+            tokio::time::timeout(PROXY_TIMEOUT, tenantgate_proxy::Proxy::bind(config, &env))
+                .await
+                .expect("the proxy binds within the timeout")
+                .unwrap_or_else(|e| panic!("the proxy cannot start: {e}"));
         let addr = proxy.local_addr().expect("a bound listener has an address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(proxy.run(
