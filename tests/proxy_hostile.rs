@@ -428,7 +428,6 @@ async fn a_frame_stalled_after_a_complete_one_is_dropped_after_the_frame_timeout
 }
 
 #[tokio::test]
-#[ignore = "BUG: a partial FIRST frame (or any partial frame arriving on an idle connection) is held for idle_timeout_secs, not frame_timeout_secs"]
 async fn a_stalled_first_frame_is_dropped_after_the_frame_timeout() {
     bounded("a_stalled_first_frame", async {
         let (scene, find) = stalled_scene("hostile_stall1").await;

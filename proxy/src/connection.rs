@@ -11,14 +11,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bson::{RawDocumentBuf, rawdoc};
-use futures::{SinkExt, StreamExt};
+use bytes::BytesMut;
 use tenantgate_policy::{AuditKind, AuditRecord, Context, Decision, Principal, Rule, decide};
-use tenantgate_wire::codec::FrameCodec;
 use tenantgate_wire::element::{Value, elements, get};
-use tenantgate_wire::{Compressor, Message, MsgFlags, OpMsg, OpQuery, Payload, RawDoc, Section};
+use tenantgate_wire::{
+    Compressor, Message, MsgFlags, OpMsg, OpQuery, Payload, RawDoc, Section, split_frame,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_util::codec::Framed;
 
 use crate::auth::scram::{self, Conversation, Mechanism};
 use crate::handshake::{HelloParams, hello_reply, negotiate};
@@ -67,7 +68,11 @@ pub(crate) async fn run(
     let limits = shared.limits;
     let idle = Duration::from_secs(shared.config.proxy.idle_timeout_secs.max(1));
     let frame_timeout = Duration::from_secs(shared.config.proxy.frame_timeout_secs.max(1));
-    let mut framed = Framed::new(stream, FrameCodec::new(limits));
+    let (mut reader, mut writer) = stream.into_split();
+    // The read buffer belongs to this loop, not to a future: a `select!` branch that wins never
+    // loses bytes already read.
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut frame_deadline: Option<tokio::time::Instant> = None;
     let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
     let mut client = Client {
         id,
@@ -91,28 +96,37 @@ pub(crate) async fn run(
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
     loop {
-        // A half-sent frame gets the short timeout: slow senders cannot hold a connection.
-        let wait = if framed.read_buffer().is_empty() {
-            idle
-        } else {
-            frame_timeout
-        };
-        let next = tokio::select! {
-            next = tokio::time::timeout(wait, framed.next()) => next,
-            _ = shutdown.changed() => break,
-        };
-        let frame = match next {
-            Err(_) => {
-                tracing::info!(target: "tenantgate::proxy", connection = id, peer = %peer, "closing: timed out waiting for a frame");
-                break;
+        let frame = match split_frame(&mut buf, &limits) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                // Idle between frames; once a frame has started, the rest of it must arrive
+                // within the frame timeout, however slowly it trickles in (slowloris).
+                let now = tokio::time::Instant::now();
+                let deadline = if buf.is_empty() {
+                    frame_deadline = None;
+                    now + idle
+                } else {
+                    *frame_deadline.get_or_insert(now + frame_timeout)
+                };
+                let read = tokio::select! {
+                    read = tokio::time::timeout_at(deadline, reader.read_buf(&mut buf)) => read,
+                    _ = shutdown.changed() => break,
+                };
+                match read {
+                    Err(_) => {
+                        tracing::info!(target: "tenantgate::proxy", connection = id, peer = %peer, partial = !buf.is_empty(), "closing: timed out waiting for a frame");
+                        break;
+                    }
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(_)) => continue,
+                }
             }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
+            Err(e) => {
                 tracing::warn!(target: "tenantgate::proxy", connection = id, peer = %peer, error = %e, "closing: protocol error");
                 break;
             }
-            Ok(Some(Ok(frame))) => frame,
         };
+        frame_deadline = None;
         let decoded = Message::decode(frame, &limits).and_then(|m| m.decompressed(&limits));
         let (msg, used) = match decoded {
             Ok(x) => x,
@@ -137,7 +151,7 @@ pub(crate) async fn run(
                 break;
             }
         };
-        if framed.send(bytes).await.is_err() {
+        if writer.write_all(&bytes).await.is_err() {
             break;
         }
     }
@@ -202,6 +216,8 @@ impl Client {
             }
             "saslStart" => Some((self.sasl_start(op.body().as_raw(), false).await, false)),
             "saslContinue" => Some((self.sasl_continue(op.body().as_raw()).await, false)),
+            // MongoDB answers ping before authentication; health checks rely on it.
+            "ping" if self.principal.is_none() => Some((rawdoc! { "ok": 1.0 }, true)),
             "logout" => {
                 self.release_slot();
                 self.principal = None;
@@ -648,20 +664,27 @@ impl Client {
                 },
                 _ => vec![],
             },
-            "killCursors" => match get(body, "cursors") {
-                Ok(Some(e)) => e
-                    .as_array()
-                    .map(|a| {
-                        elements(a)
-                            .filter_map(|x| match x.ok()?.value() {
-                                Value::Int64(id) => Some(id),
-                                _ => None,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                _ => vec![],
-            },
+            "killCursors" => {
+                let mut ids = Vec::new();
+                let list = get(body, "cursors")
+                    .ok()
+                    .flatten()
+                    .and_then(|e| e.as_array());
+                for item in list.map(elements).into_iter().flatten() {
+                    match item.map(|x| x.value()) {
+                        Ok(Value::Int64(id)) => ids.push(id),
+                        // Decided here, not left to the upstream: only 64-bit ids are cursor ids.
+                        _ => {
+                            return Some(error_body(
+                                code::BAD_VALUE,
+                                "BadValue",
+                                "killCursors takes an array of 64-bit cursor ids",
+                            ));
+                        }
+                    }
+                }
+                ids
+            }
             _ => return None,
         };
         for id in ids {
