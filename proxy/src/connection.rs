@@ -18,7 +18,6 @@ use tenantgate_wire::{
     Compressor, Message, MsgFlags, OpMsg, OpQuery, Payload, RawDoc, Section, split_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::auth::scram::{self, Conversation, Mechanism};
@@ -58,17 +57,18 @@ fn raw(doc: RawDocumentBuf) -> RawDoc {
 }
 
 /// Serves one client until it disconnects, misbehaves, idles out, or the proxy shuts down.
-pub(crate) async fn run(
-    stream: TcpStream,
+pub(crate) async fn run<S>(
+    stream: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let limits = shared.limits;
     let idle = Duration::from_secs(shared.config.proxy.idle_timeout_secs.max(1));
     let frame_timeout = Duration::from_secs(shared.config.proxy.frame_timeout_secs.max(1));
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     // The read buffer belongs to this loop, not to a future: a `select!` branch that wins never
     // loses bytes already read.
     let mut buf = BytesMut::with_capacity(16 * 1024);

@@ -23,6 +23,7 @@ pub mod registry;
 pub mod reply;
 mod server;
 pub mod sessions;
+pub mod tls;
 pub mod upstream;
 
 pub use config::{Config, Env, ProcessEnv};

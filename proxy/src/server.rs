@@ -77,10 +77,19 @@ pub(crate) struct Shared {
 }
 
 /// A bound proxy, ready to run.
-#[derive(Debug)]
 pub struct Proxy {
     listener: TcpListener,
     shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Proxy {
@@ -88,6 +97,10 @@ impl Proxy {
     /// part failed and why.
     pub async fn bind(config: Config, env: &dyn Env) -> Result<Proxy, ProxyError> {
         let principals = PrincipalStore::from_config(&config.principals, env)?;
+        let tls = match (&config.proxy.tls_cert_file, &config.proxy.tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+            _ => None,
+        };
         let upstream = Upstream::connect(&config.upstream).await?;
         let upstream_session_minutes = upstream.info.session_timeout_minutes.unwrap_or(30);
         let registry = Registry::new(upstream.clone(), &config.policy.internal_database);
@@ -131,7 +144,11 @@ impl Proxy {
             next_reply_id: AtomicI32::new(1),
             limits,
         });
-        Ok(Proxy { listener, shared })
+        Ok(Proxy {
+            listener,
+            shared,
+            tls,
+        })
     }
 
     /// A renderer for `GET /metrics` (Prometheus text format).
@@ -172,10 +189,26 @@ impl Proxy {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
                     let shared = self.shared.clone();
                     let stop = stop_rx.clone();
+                    let tls = self.tls.clone();
                     tasks.spawn(async move {
-                        crate::connection::run(stream, peer, shared, stop).await;
+                        match tls {
+                            None => crate::connection::run(stream, peer, shared, stop).await,
+                            Some(acceptor) => {
+                                let timeout = Duration::from_secs(shared.config.proxy.frame_timeout_secs.max(1));
+                                match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls_stream)) => crate::connection::run(tls_stream, peer, shared, stop).await,
+                                    Ok(Err(e)) => {
+                                        tracing::info!(target: "tenantgate::proxy", peer = %peer, error = %e, "TLS handshake failed");
+                                    }
+                                    Err(_) => {
+                                        tracing::info!(target: "tenantgate::proxy", peer = %peer, "TLS handshake timed out");
+                                    }
+                                }
+                            }
+                        }
                         drop(permit);
                     });
                 }
