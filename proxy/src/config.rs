@@ -146,6 +146,8 @@ pub struct ProxyConfig {
     pub frame_timeout_secs: u64,
     /// Largest accepted message.
     pub max_message_size: usize,
+    /// Accept `PLAIN` (a JWT as the password) without TLS. Development only.
+    pub allow_plain_without_tls: bool,
 }
 
 impl Default for ProxyConfig {
@@ -158,6 +160,7 @@ impl Default for ProxyConfig {
             idle_timeout_secs: 600,
             frame_timeout_secs: 30,
             max_message_size: tenantgate_wire::MAX_MESSAGE_SIZE_BYTES,
+            allow_plain_without_tls: false,
         }
     }
 }

@@ -50,6 +50,8 @@ struct Client {
     opened: HashMap<i64, String>,
     /// The tenant connection slot held while authenticated as a tenant.
     slot: Option<ConnectionSlot>,
+    /// The connection is TLS (PLAIN is only accepted then).
+    tls: bool,
 }
 
 fn raw(doc: RawDocumentBuf) -> RawDoc {
@@ -62,6 +64,7 @@ pub(crate) async fn run<S>(
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    tls: bool,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -83,6 +86,7 @@ pub(crate) async fn run<S>(
         compression: Vec::new(),
         opened: HashMap::new(),
         slot: None,
+        tls,
     };
     tracing::debug!(target: "tenantgate::proxy", connection = id, peer = %peer, "client connected");
     client
@@ -320,16 +324,20 @@ impl Client {
     }
 
     async fn sasl_start(&mut self, body: &bson::RawDocument, speculative: bool) -> RawDocumentBuf {
-        let mechanism = get(body, "mechanism")
+        let name = get(body, "mechanism")
             .ok()
             .flatten()
             .and_then(|e| e.as_str())
-            .and_then(Mechanism::from_name);
+            .unwrap_or("");
+        if matches!(name, "PLAIN" | "MONGODB-OIDC") {
+            return self.token_login(body, name).await;
+        }
+        let mechanism = Mechanism::from_name(name);
         let Some(mechanism) = mechanism else {
             return error_body(
                 code::MECHANISM_UNAVAILABLE,
                 "MechanismUnavailable",
-                "supported mechanisms: SCRAM-SHA-256, SCRAM-SHA-1",
+                "supported mechanisms: SCRAM-SHA-256, SCRAM-SHA-1, and with [jwt] MONGODB-OIDC, PLAIN",
             );
         };
         let payload = match get(body, "payload") {
@@ -358,6 +366,103 @@ impl Client {
         }
     }
 
+    /// One-step JWT logins on `$external`: `MONGODB-OIDC` (payload `{jwt: <token>}`) or `PLAIN`
+    /// (`\0_\0<token>`).
+    async fn token_login(&mut self, body: &bson::RawDocument, mechanism: &str) -> RawDocumentBuf {
+        let Some(verifier) = self.shared.jwt.as_ref() else {
+            return error_body(
+                code::MECHANISM_UNAVAILABLE,
+                "MechanismUnavailable",
+                "JWT authentication is not configured ([jwt])",
+            );
+        };
+        // `$db` on saslStart; `db` inside a speculativeAuthenticate in the handshake.
+        let db = get(body, "$db")
+            .ok()
+            .flatten()
+            .or_else(|| get(body, "db").ok().flatten());
+        if db.and_then(|e| e.as_str()) != Some("$external") {
+            return self
+                .auth_failed("", mechanism, "token mechanisms need authSource=$external")
+                .await;
+        }
+        if mechanism == "PLAIN" && !self.tls && !self.shared.config.proxy.allow_plain_without_tls {
+            return self
+                .auth_failed("", mechanism, "PLAIN is only accepted over TLS")
+                .await;
+        }
+        let payload = match get(body, "payload") {
+            Ok(Some(e)) if e.element_type() == 0x05 => binary_payload(e.value_bytes()),
+            _ => None,
+        }
+        .unwrap_or_default();
+        let token = match mechanism {
+            "PLAIN" => {
+                let mut parts = payload.split(|b| *b == 0);
+                match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                    (Some(_authzid), Some(b"_"), Some(token), None) => {
+                        String::from_utf8(token.to_vec()).ok()
+                    }
+                    _ => None,
+                }
+            }
+            _ => bson::RawDocument::from_bytes(&payload).ok().and_then(|d| {
+                get(d, "jwt")
+                    .ok()
+                    .flatten()
+                    .and_then(|e| e.as_str().map(str::to_owned))
+            }),
+        };
+        let Some(token) = token else {
+            return self
+                .auth_failed(
+                    "",
+                    mechanism,
+                    "no token in the payload (PLAIN needs username \"_\")",
+                )
+                .await;
+        };
+        let principal = match verifier.verify(&token) {
+            Ok(p) => p,
+            Err(e) => return self.auth_failed("", mechanism, &e.to_string()).await,
+        };
+        if let Err(body) = self.admit(&principal, mechanism).await {
+            return body;
+        }
+        self.authenticated(principal);
+        sasl_reply(true, b"")
+    }
+
+    /// Checks the principal's tenant (active, under its connection limit) and takes its slot.
+    async fn admit(
+        &mut self,
+        principal: &Principal,
+        mechanism: &str,
+    ) -> Result<(), RawDocumentBuf> {
+        if let Some(tenant) = &principal.tenant {
+            let status = self.shared.registry.status(tenant.as_str()).await;
+            if !status.active {
+                let name = principal.name.clone();
+                return Err(self
+                    .auth_failed(&name, mechanism, "tenant unknown or inactive")
+                    .await);
+            }
+            match self
+                .shared
+                .limiter
+                .connect(tenant.as_str(), tier_limits(&status.tier))
+            {
+                Ok(slot) => {
+                    self.release_slot();
+                    self.shared.metrics.tenant_connections(tenant.as_str(), 1);
+                    self.slot = Some(slot);
+                }
+                Err(e) => return Err(overloaded_body(e.as_str())),
+            }
+        }
+        Ok(())
+    }
+
     async fn sasl_continue(&mut self, body: &bson::RawDocument) -> RawDocumentBuf {
         let payload = match get(body, "payload") {
             Ok(Some(e)) if e.element_type() == 0x05 => binary_payload(e.value_bytes()),
@@ -373,24 +478,8 @@ impl Client {
                             .auth_failed(&conv.username, conv.mechanism.name(), "unknown principal")
                             .await;
                     };
-                    if let Some(tenant) = &principal.tenant {
-                        let status = self.shared.registry.status(tenant.as_str()).await;
-                        if !status.active {
-                            let user = conv.username.clone();
-                            let reason = "tenant unknown or inactive";
-                            return self.auth_failed(&user, conv.mechanism.name(), reason).await;
-                        }
-                        match self
-                            .shared
-                            .limiter
-                            .connect(tenant.as_str(), tier_limits(&status.tier))
-                        {
-                            Ok(slot) => {
-                                self.shared.metrics.tenant_connections(tenant.as_str(), 1);
-                                self.slot = Some(slot);
-                            }
-                            Err(e) => return overloaded_body(e.as_str()),
-                        }
+                    if let Err(body) = self.admit(&principal, conv.mechanism.name()).await {
+                        return body;
                     }
                     if skip_empty {
                         self.authenticated(principal);

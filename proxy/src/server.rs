@@ -70,6 +70,7 @@ pub(crate) struct Shared {
     pub sessions: SessionRegistry,
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<Metrics>,
+    pub jwt: Option<crate::auth::jwt::JwtVerifier>,
     pub failures: Failures,
     pub next_connection_id: AtomicI64,
     pub next_reply_id: AtomicI32,
@@ -97,6 +98,11 @@ impl Proxy {
     /// part failed and why.
     pub async fn bind(config: Config, env: &dyn Env) -> Result<Proxy, ProxyError> {
         let principals = PrincipalStore::from_config(&config.principals, env)?;
+        let jwt = config
+            .jwt
+            .as_ref()
+            .map(crate::auth::jwt::JwtVerifier::from_config)
+            .transpose()?;
         let tls = match (&config.proxy.tls_cert_file, &config.proxy.tls_key_file) {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
@@ -139,6 +145,7 @@ impl Proxy {
             )),
             limiter: Arc::new(Limiter::default()),
             metrics: Arc::new(Metrics::default()),
+            jwt,
             failures: Failures::default(),
             next_connection_id: AtomicI64::new(1),
             next_reply_id: AtomicI32::new(1),
@@ -195,11 +202,11 @@ impl Proxy {
                     let tls = self.tls.clone();
                     tasks.spawn(async move {
                         match tls {
-                            None => crate::connection::run(stream, peer, shared, stop).await,
+                            None => crate::connection::run(stream, peer, shared, stop, false).await,
                             Some(acceptor) => {
                                 let timeout = Duration::from_secs(shared.config.proxy.frame_timeout_secs.max(1));
                                 match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls_stream)) => crate::connection::run(tls_stream, peer, shared, stop).await,
+                                    Ok(Ok(tls_stream)) => crate::connection::run(tls_stream, peer, shared, stop, true).await,
                                     Ok(Err(e)) => {
                                         tracing::info!(target: "tenantgate::proxy", peer = %peer, error = %e, "TLS handshake failed");
                                     }

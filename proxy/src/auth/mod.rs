@@ -4,6 +4,7 @@
 //! the proxy checks them against the principals of the configuration and binds the connection
 //! to a [`Principal`] (a tenant, or roles). The upstream never sees client credentials.
 
+pub mod jwt;
 pub mod scram;
 
 use std::collections::HashMap;
