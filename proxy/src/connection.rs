@@ -555,11 +555,20 @@ impl Client {
                     "the principal's tenant is inactive",
                 ))
             } else {
-                match self
-                    .shared
-                    .limiter
-                    .command(tenant.as_str(), tier_limits(&status.tier))
-                {
+                let limits = tier_limits(&status.tier);
+                let shared_verdict = match &self.shared.shared_rate {
+                    Some(r) => r.admit(tenant.as_str(), limits.commands_per_second).await,
+                    None => None,
+                };
+                let admitted = match shared_verdict {
+                    Some(false) => Err(crate::limits::Exceeded::Rate),
+                    Some(true) => self
+                        .shared
+                        .limiter
+                        .command_rate_checked(tenant.as_str(), limits),
+                    None => self.shared.limiter.command(tenant.as_str(), limits),
+                };
+                match admitted {
                     Ok(p) => {
                         _permit = Some(p);
                         None

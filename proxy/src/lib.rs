@@ -23,6 +23,7 @@ pub mod registry;
 pub mod reply;
 mod server;
 pub mod sessions;
+pub mod shared_rate;
 pub mod tls;
 pub mod upstream;
 

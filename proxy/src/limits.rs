@@ -165,6 +165,25 @@ impl Limiter {
         tenant: &str,
         limits: TierLimits,
     ) -> Result<CommandPermit, Exceeded> {
+        self.admit(tenant, limits, true)
+    }
+
+    /// Admits one command whose rate a shared (Redis) limiter already accepted: only the
+    /// in-flight limit is checked here.
+    pub fn command_rate_checked(
+        self: &Arc<Self>,
+        tenant: &str,
+        limits: TierLimits,
+    ) -> Result<CommandPermit, Exceeded> {
+        self.admit(tenant, limits, false)
+    }
+
+    fn admit(
+        self: &Arc<Self>,
+        tenant: &str,
+        limits: TierLimits,
+        check_rate: bool,
+    ) -> Result<CommandPermit, Exceeded> {
         let outcome = self
             .with(tenant, limits, |s| {
                 let now = Instant::now();
@@ -174,6 +193,9 @@ impl Limiter {
                 s.refilled = now;
                 if s.in_flight >= s.limits.in_flight {
                     Err(Exceeded::InFlight)
+                } else if !check_rate {
+                    s.in_flight += 1;
+                    Ok(())
                 } else if s.tokens < 1.0 {
                     Err(Exceeded::Rate)
                 } else {

@@ -71,6 +71,7 @@ pub(crate) struct Shared {
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<Metrics>,
     pub jwt: Option<crate::auth::jwt::JwtVerifier>,
+    pub shared_rate: Option<crate::shared_rate::SharedRate>,
     pub failures: Failures,
     pub next_connection_id: AtomicI64,
     pub next_reply_id: AtomicI32,
@@ -103,6 +104,19 @@ impl Proxy {
             .as_ref()
             .map(crate::auth::jwt::JwtVerifier::from_config)
             .transpose()?;
+        let shared_rate = match &config.redis {
+            Some(r) => Some(
+                crate::shared_rate::SharedRate::connect(&r.url)
+                    .await
+                    .map_err(|reason| {
+                        ProxyError::Config(crate::config::ConfigError::Invalid {
+                            key: "redis.url".into(),
+                            reason,
+                        })
+                    })?,
+            ),
+            None => None,
+        };
         let tls = match (&config.proxy.tls_cert_file, &config.proxy.tls_key_file) {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
@@ -146,6 +160,7 @@ impl Proxy {
             limiter: Arc::new(Limiter::default()),
             metrics: Arc::new(Metrics::default()),
             jwt,
+            shared_rate,
             failures: Failures::default(),
             next_connection_id: AtomicI64::new(1),
             next_reply_id: AtomicI32::new(1),
