@@ -51,10 +51,13 @@ pub enum UpstreamError {
     Protocol(String),
 }
 
-type Conn = Framed<TcpStream, FrameCodec>;
+/// A byte stream to the upstream: plain TCP or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+type Conn = Framed<Box<dyn Io>, FrameCodec>;
 
 /// The pool.
-#[derive(Debug)]
 pub struct Upstream {
     addr: String,
     idle: Mutex<Vec<Conn>>,
@@ -63,8 +66,22 @@ pub struct Upstream {
     next_id: AtomicI32,
     limits: Limits,
     credentials: Option<auth::UpstreamCredentials>,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls_pki_types::ServerName<'static>,
+    )>,
     /// What the upstream reported at start-up.
     pub info: UpstreamInfo,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The first `host:port` of a `mongodb://` URI (credentials and options removed).
@@ -90,17 +107,6 @@ impl Upstream {
             addr: config.uri.clone(),
             reason: "no host in the URI".into(),
         })?;
-        if config
-            .uri
-            .split(['/', '?'])
-            .nth(2)
-            .is_some_and(|h| h.contains('@'))
-        {
-            return Err(ProxyError::Upstream {
-                addr,
-                reason: "credentials in upstream.uri are not supported yet: run the upstream without auth on a private network".into(),
-            });
-        }
         let err = |reason: String| ProxyError::Upstream {
             addr: addr.clone(),
             reason,
@@ -113,6 +119,7 @@ impl Upstream {
             next_id: AtomicI32::new(1),
             limits: Limits::default(),
             credentials: auth::parse(&config.uri),
+            tls: tls_connector(&config.uri, &addr).map_err(err)?,
             info: UpstreamInfo {
                 max_wire_version: 0,
                 min_wire_version: 0,
@@ -159,6 +166,15 @@ impl Upstream {
             .map_err(|_| UpstreamError::Timeout)?
             .map_err(|e| UpstreamError::Io(e.to_string()))?;
         let _ = stream.set_nodelay(true);
+        let stream: Box<dyn Io> = match &self.tls {
+            None => Box::new(stream),
+            Some((connector, name)) => Box::new(
+                tokio::time::timeout(self.timeout, connector.connect(name.clone(), stream))
+                    .await
+                    .map_err(|_| UpstreamError::Timeout)?
+                    .map_err(|e| UpstreamError::Io(format!("TLS: {e}")))?,
+            ),
+        };
         let mut conn = Framed::new(stream, FrameCodec::new(self.limits));
         if let Some(creds) = &self.credentials {
             let mut login = auth::Login::new(creds.clone());
@@ -285,9 +301,100 @@ impl Upstream {
     }
 }
 
+/// A URI option (`name=value` in the query string), case-insensitively.
+fn uri_option(uri: &str, name: &str) -> Option<String> {
+    let query = uri.split_once('?')?.1;
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        k.eq_ignore_ascii_case(name).then(|| v.to_owned())
+    })
+}
+
+/// TLS to the upstream when the URI asks for it (`tls=true` or `ssl=true`), verifying the
+/// server against `tlsCAFile` or the public web roots; `tlsAllowInvalidCertificates` is not
+/// supported (it would disable verification).
+fn tls_connector(
+    uri: &str,
+    addr: &str,
+) -> Result<
+    Option<(
+        tokio_rustls::TlsConnector,
+        rustls_pki_types::ServerName<'static>,
+    )>,
+    String,
+> {
+    let on = ["tls", "ssl"]
+        .iter()
+        .any(|k| uri_option(uri, k).is_some_and(|v| v == "true"));
+    if !on {
+        return Ok(None);
+    }
+    if uri_option(uri, "tlsAllowInvalidCertificates").is_some_and(|v| v == "true") {
+        return Err(
+            "tlsAllowInvalidCertificates=true is refused: the proxy always verifies the upstream"
+                .into(),
+        );
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match uri_option(uri, "tlsCAFile") {
+        Some(path) => {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(&path)
+                .map_err(|e| format!("tlsCAFile {path}: {e}"))?;
+            for cert in certs {
+                roots
+                    .add(cert.map_err(|e| format!("tlsCAFile {path}: {e}"))?)
+                    .map_err(|e| format!("tlsCAFile {path}: {e}"))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("server name {host}: {e}"))?;
+    Ok(Some((
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+        name,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_options_come_from_the_uri() {
+        assert!(
+            tls_connector("mongodb://h:1/", "h:1")
+                .expect("ok")
+                .is_none()
+        );
+        assert!(
+            tls_connector("mongodb://h:1/?tls=true", "h:1")
+                .expect("ok")
+                .is_some()
+        );
+        assert!(
+            tls_connector(
+                "mongodb://h:1/?ssl=true&tlsAllowInvalidCertificates=true",
+                "h:1"
+            )
+            .is_err()
+        );
+        assert!(
+            tls_connector("mongodb://h:1/?tls=true&tlsCAFile=/nonexistent.pem", "h:1").is_err()
+        );
+    }
 
     #[test]
     fn first_host_of_uris() {
