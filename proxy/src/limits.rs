@@ -115,6 +115,18 @@ impl Drop for CommandPermit {
 }
 
 impl Limiter {
+    /// `(tenant, connections, in_flight)` for every tenant seen, for metrics.
+    pub fn snapshot(&self) -> Vec<(String, usize, usize)> {
+        self.tenants
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(t, s)| (t.clone(), s.connections, s.in_flight))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn with<T>(
         &self,
         tenant: &str,

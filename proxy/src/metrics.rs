@@ -60,6 +60,21 @@ impl Histogram {
     }
 }
 
+/// State the metrics render but do not own.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// Audit events dropped from the database copy.
+    pub audit_dropped: u64,
+    /// Cursors tracked for ownership.
+    pub cursors_open: usize,
+    /// `(tenant, connections, in_flight)`.
+    pub tenants: Vec<(String, usize, usize)>,
+    /// Idle pooled upstream connections.
+    pub pool_idle: usize,
+    /// Busy pooled upstream connections.
+    pub pool_busy: usize,
+}
+
 /// Every metric of the proxy.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -113,9 +128,22 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the audit drop count and open cursors supplied by the caller.
-    pub fn render(&self, audit_dropped: u64, cursors_open: usize) -> String {
+    /// The text exposition, with state owned elsewhere supplied by the caller.
+    pub fn render(&self, extra: &Extra) -> String {
+        let (audit_dropped, cursors_open) = (extra.audit_dropped, extra.cursors_open);
         let mut out = String::with_capacity(4096);
+        out.push_str("# HELP tenantgate_tenant_in_flight Commands in flight per tenant.\n# TYPE tenantgate_tenant_in_flight gauge\n");
+        for (t, _, in_flight) in &extra.tenants {
+            let _ = writeln!(
+                out,
+                "tenantgate_tenant_in_flight{{tenant=\"{t}\"}} {in_flight}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tenantgate_upstream_pool Pooled upstream connections by state.\n# TYPE tenantgate_upstream_pool gauge\ntenantgate_upstream_pool{{state=\"idle\"}} {}\ntenantgate_upstream_pool{{state=\"busy\"}} {}",
+            extra.pool_idle, extra.pool_busy
+        );
         out.push_str("# HELP tenantgate_commands_total Commands by name and outcome.\n# TYPE tenantgate_commands_total counter\n");
         if let Ok(m) = self.commands.lock() {
             for ((c, o), n) in m.iter() {
@@ -206,7 +234,15 @@ mod tests {
         m.command("$evil\"label", "rejected");
         m.rejection(Rule::TenantOverride);
         m.upstream_latency.observe(Duration::from_micros(300));
-        let text = m.render(2, 1);
+        let text = m.render(&Extra {
+            audit_dropped: 2,
+            cursors_open: 1,
+            tenants: vec![("bank1".into(), 3, 1)],
+            pool_idle: 4,
+            pool_busy: 1,
+        });
+        assert!(text.contains("tenantgate_tenant_in_flight{tenant=\"bank1\"} 1"));
+        assert!(text.contains("tenantgate_upstream_pool{state=\"idle\"} 4"));
         assert!(
             text.contains("tenantgate_commands_total{command=\"find\",outcome=\"forwarded\"} 1")
         );

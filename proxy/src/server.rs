@@ -177,9 +177,14 @@ impl Proxy {
     pub fn metrics_renderer(&self) -> impl Fn() -> String + Send + Sync + 'static {
         let shared = self.shared.clone();
         move || {
-            shared
-                .metrics
-                .render(shared.audit.dropped(), shared.cursors.len())
+            let (pool_idle, pool_busy) = shared.upstream.pool_state();
+            shared.metrics.render(&crate::metrics::Extra {
+                audit_dropped: shared.audit.dropped(),
+                cursors_open: shared.cursors.len(),
+                tenants: shared.limiter.snapshot(),
+                pool_idle,
+                pool_busy,
+            })
         }
     }
 

@@ -62,6 +62,7 @@ pub struct Upstream {
     addr: String,
     idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
+    pool_size: usize,
     timeout: Duration,
     next_id: AtomicI32,
     limits: Limits,
@@ -115,6 +116,7 @@ impl Upstream {
             addr: addr.clone(),
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(config.pool_size),
+            pool_size: config.pool_size,
             timeout: Duration::from_millis(config.timeout_ms),
             next_id: AtomicI32::new(1),
             limits: Limits::default(),
@@ -146,6 +148,16 @@ impl Upstream {
             )));
         }
         Ok(Arc::new(up))
+    }
+
+    /// `(idle, busy)` pooled connections, for metrics.
+    pub fn pool_state(&self) -> (usize, usize) {
+        let idle = self.idle.try_lock().map(|v| v.len()).unwrap_or(0);
+        (
+            idle,
+            self.pool_size
+                .saturating_sub(self.permits.available_permits()),
+        )
     }
 
     /// The upstream's address.
