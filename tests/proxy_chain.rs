@@ -9,24 +9,10 @@ use bson::doc;
 
 #[tokio::test]
 async fn upstream_tls_and_credentials_from_the_uri() {
-    let dir = std::env::temp_dir().join(format!("tenantgate-chain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
-    let (cert_path, key_path) = (dir.join("inner.crt"), dir.join("inner.key"));
-    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
-
+    let (dir, cert_path, key_path) = common::self_signed("chain", &["localhost"]);
     let db = common::fresh_db_name("proxy_chain");
     // The "secured upstream": TLS only, and only principals may connect.
-    let inner_config = common::two_bank_config(&db).replace(
-        "[proxy]\nlisten = \"127.0.0.1:0\"",
-        &format!(
-            "[proxy]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
-            cert_path.display(),
-            key_path.display()
-        ),
-    );
+    let inner_config = common::with_tls(&common::two_bank_config(&db), &cert_path, &key_path);
     let inner = common::TestProxy::start(&inner_config).await;
 
     // The proxy under test logs in to it as the platform's super_admin, over TLS.

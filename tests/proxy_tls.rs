@@ -10,25 +10,9 @@ use bson::doc;
 
 #[tokio::test]
 async fn clients_must_use_tls_when_it_is_configured() {
-    let dir = std::env::temp_dir().join(format!("tenantgate-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("self-signed certificate");
-    let (cert_path, key_path) = (dir.join("proxy.crt"), dir.join("proxy.key"));
-    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
-
+    let (dir, cert_path, key_path) = common::self_signed("tls", &["localhost", "127.0.0.1"]);
     let db = common::fresh_db_name("proxy_tls");
-    let config = common::two_bank_config(&db).replace(
-        "[proxy]\nlisten = \"127.0.0.1:0\"",
-        &format!(
-            "[proxy]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
-            cert_path.display(),
-            key_path.display()
-        ),
-    );
-    assert!(config.contains("tls_cert_file"), "the config was rewritten");
+    let config = common::with_tls(&common::two_bank_config(&db), &cert_path, &key_path);
     let proxy = common::TestProxy::start(&config).await;
     let port = proxy.addr.port();
 

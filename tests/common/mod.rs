@@ -249,3 +249,40 @@ pub async fn driver_client(uri: &str) -> mongodb::Client {
     mongodb::Client::with_options(options)
         .unwrap_or_else(|e| panic!("cannot build a MongoDB client for {uri}: {e}"))
 }
+
+/// Writes a fresh self-signed certificate for `names` and its key as PEM files in a new
+/// temporary directory; returns `(dir, cert, key)`. The caller removes `dir`.
+#[allow(dead_code)]
+pub fn self_signed(
+    prefix: &str,
+    names: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tenantgate-{prefix}-{}", fresh_db_name("c")));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cert = rcgen::generate_simple_self_signed(
+        names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+    )
+    .expect("self-signed certificate");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    (dir, cert_path, key_path)
+}
+
+/// `config` with TLS turned on for the proxy listener.
+#[allow(dead_code)]
+pub fn with_tls(config: &str, cert: &std::path::Path, key: &std::path::Path) -> String {
+    let out = config.replace(
+        "[proxy]\nlisten = \"127.0.0.1:0\"",
+        &format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+    );
+    assert!(
+        out.contains("tls_cert_file"),
+        "the config has a [proxy] listen line to extend"
+    );
+    out
+}

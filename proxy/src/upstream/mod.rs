@@ -207,44 +207,21 @@ impl Upstream {
         conn: &mut Conn,
         body: RawDocumentBuf,
     ) -> Result<bson::Document, UpstreamError> {
-        let id = self.next_request_id();
-        let msg = Message::new(id, 0, Payload::Msg(OpMsg::new(RawDoc::from(body))));
-        let bytes = msg
-            .to_bytes()
-            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        conn.send(bytes)
-            .await
-            .map_err(|e| UpstreamError::Io(e.to_string()))?;
-        let frame = conn
-            .next()
-            .await
-            .ok_or_else(|| UpstreamError::Io("connection closed".into()))?
-            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        let reply = Message::decode(frame, &self.limits)
-            .and_then(|m| m.decompressed(&self.limits))
-            .map_err(|e| UpstreamError::Protocol(e.to_string()))?
-            .0;
-        match reply.payload {
-            Payload::Msg(m) => m
-                .body()
-                .to_document()
-                .map_err(|e| UpstreamError::Protocol(e.to_string())),
-            _ => Err(UpstreamError::Protocol("expected OP_MSG".into())),
-        }
+        let msg = Message::new(
+            self.next_request_id(),
+            0,
+            Payload::Msg(OpMsg::new(RawDoc::from(body))),
+        );
+        reply_document(self.send_and_receive(conn, msg).await?)
     }
 
-    /// Sends `msg` (its request id replaced) and returns the reply. The message must expect a
-    /// reply (no `moreToCome`).
-    pub async fn round_trip(&self, mut msg: Message) -> Result<Message, UpstreamError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| UpstreamError::Io("pool closed".into()))?;
-        let mut conn = self.checkout().await?;
-        let id = self.next_request_id();
-        msg.request_id = id;
-        msg.response_to = 0;
+    /// Writes `msg` and reads the reply to it, within the timeout.
+    async fn send_and_receive(
+        &self,
+        conn: &mut Conn,
+        msg: Message,
+    ) -> Result<Message, UpstreamError> {
+        let id = msg.request_id;
         let bytes = msg
             .to_bytes()
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
@@ -252,14 +229,12 @@ impl Upstream {
             conn.send(bytes)
                 .await
                 .map_err(|e| UpstreamError::Io(e.to_string()))?;
-            let frame = conn
-                .next()
+            conn.next()
                 .await
                 .ok_or_else(|| UpstreamError::Io("connection closed".into()))?
-                .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-            Ok::<Bytes, UpstreamError>(frame)
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))
         };
-        let frame = tokio::time::timeout(self.timeout, exchange)
+        let frame: Bytes = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| UpstreamError::Timeout)??;
         let reply = Message::decode(frame, &self.limits)
@@ -272,6 +247,21 @@ impl Upstream {
                 reply.response_to
             )));
         }
+        Ok(reply)
+    }
+
+    /// Sends `msg` (its request id replaced) and returns the reply. The message must expect a
+    /// reply (no `moreToCome`).
+    pub async fn round_trip(&self, mut msg: Message) -> Result<Message, UpstreamError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| UpstreamError::Io("pool closed".into()))?;
+        let mut conn = self.checkout().await?;
+        msg.request_id = self.next_request_id();
+        msg.response_to = 0;
+        let reply = self.send_and_receive(&mut conn, msg).await?;
         self.idle.lock().await.push(conn);
         Ok(reply)
     }
@@ -300,16 +290,21 @@ impl Upstream {
     pub async fn command(&self, body: RawDocumentBuf) -> Result<bson::Document, UpstreamError> {
         let body = RawDoc::from_buf(body)
             .map_err(|_| UpstreamError::Protocol("invalid command".into()))?;
-        let reply = self
-            .round_trip(Message::new(0, 0, Payload::Msg(OpMsg::new(body))))
-            .await?;
-        match reply.payload {
-            Payload::Msg(m) => m
-                .body()
-                .to_document()
-                .map_err(|e| UpstreamError::Protocol(e.to_string())),
-            _ => Err(UpstreamError::Protocol("expected OP_MSG".into())),
-        }
+        reply_document(
+            self.round_trip(Message::new(0, 0, Payload::Msg(OpMsg::new(body))))
+                .await?,
+        )
+    }
+}
+
+/// The body of an OP_MSG reply, decoded.
+fn reply_document(reply: Message) -> Result<bson::Document, UpstreamError> {
+    match reply.payload {
+        Payload::Msg(m) => m
+            .body()
+            .to_document()
+            .map_err(|e| UpstreamError::Protocol(e.to_string())),
+        _ => Err(UpstreamError::Protocol("expected OP_MSG".into())),
     }
 }
 
