@@ -40,3 +40,27 @@ async fn instances_share_one_bucket_per_tenant() {
         "another tenant has its own bucket"
     );
 }
+
+#[tokio::test]
+async fn a_redis_that_is_down_fails_open_quickly() {
+    // Port 1 on loopback: nothing listens there.
+    let limiter = SharedRate::connect("redis://127.0.0.1:1/")
+        .await
+        .expect("a valid URL is accepted even if Redis is down");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        limiter.admit("t", 5).await,
+        None,
+        "no verdict: the in-process limiter decides"
+    );
+    assert_eq!(
+        limiter.admit("t", 5).await,
+        None,
+        "and again, without re-dialling every call"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "failing open is prompt: {:?}",
+        started.elapsed()
+    );
+}

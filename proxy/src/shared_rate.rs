@@ -3,7 +3,8 @@
 //! One Lua script per command: a token bucket per tenant in the hash `tg:rate:{<tenant>}`
 //! (hash-tagged, so it lives in one Redis Cluster slot), refilled from Redis' own clock so
 //! instances with skewed clocks agree. A Redis that is down or slow (over 50 ms) does not stop
-//! traffic: the call fails open to the in-process bucket, and the state change is logged once.
+//! traffic — not even at start-up: the call fails open to the in-process bucket, reconnection is
+//! tried at most every few seconds, and each change of state is logged once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -32,9 +33,13 @@ redis.call('EXPIRE', key, 60)
 return allowed
 "#;
 
+/// How often a lost Redis is dialled again.
+const RECONNECT_EVERY: Duration = Duration::from_secs(5);
+
 /// The shared limiter.
 pub struct SharedRate {
-    conn: ConnectionManager,
+    client: redis::Client,
+    conn: tokio::sync::Mutex<(Option<ConnectionManager>, Option<tokio::time::Instant>)>,
     script: redis::Script,
     degraded: AtomicBool,
 }
@@ -48,46 +53,78 @@ impl std::fmt::Debug for SharedRate {
 }
 
 impl SharedRate {
-    /// Connects to `url`.
+    /// A limiter for `url` (checked now; connected on first use, so a Redis that is down at
+    /// start-up does not stop the proxy).
     pub async fn connect(url: &str) -> Result<SharedRate, String> {
         let client = redis::Client::open(url).map_err(|e| format!("redis.url: {e}"))?;
-        let conn = tokio::time::timeout(Duration::from_secs(5), ConnectionManager::new(client))
-            .await
-            .map_err(|_| format!("redis {url}: connection timed out"))?
-            .map_err(|e| format!("redis {url}: {e}"))?;
         Ok(SharedRate {
-            conn,
+            client,
+            conn: tokio::sync::Mutex::new((None, None)),
             script: redis::Script::new(SCRIPT),
             degraded: AtomicBool::new(false),
         })
     }
 
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = &guard.0 {
+            return Some(c.clone());
+        }
+        let now = tokio::time::Instant::now();
+        if guard
+            .1
+            .is_some_and(|at| now.duration_since(at) < RECONNECT_EVERY)
+        {
+            return None;
+        }
+        guard.1 = Some(now);
+        let dial = ConnectionManager::new(self.client.clone());
+        match tokio::time::timeout(Duration::from_millis(500), dial).await {
+            Ok(Ok(c)) => {
+                guard.0 = Some(c.clone());
+                Some(c)
+            }
+            _ => None,
+        }
+    }
+
     /// `Some(admitted)` from Redis, `None` when Redis could not answer in time (fail open to the
     /// in-process limiter).
     pub async fn admit(&self, tenant: &str, per_second: u32) -> Option<bool> {
-        let mut conn = self.conn.clone();
+        let result = match self.connection().await {
+            Some(conn) => self.call(conn, tenant, per_second).await,
+            None => Err("not connected".to_owned()),
+        };
+        match result {
+            Ok(allowed) => {
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::info!(target: "tenantgate::limits", "redis rate limiter recovered");
+                }
+                Some(allowed)
+            }
+            Err(reason) => {
+                if !self.degraded.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(target: "tenantgate::limits", reason, "redis rate limiter unavailable; failing open to the in-process limiter");
+                }
+                None
+            }
+        }
+    }
+
+    async fn call(
+        &self,
+        mut conn: ConnectionManager,
+        tenant: &str,
+        per_second: u32,
+    ) -> Result<bool, String> {
         let key = format!("tg:rate:{{{tenant}}}");
         let mut invocation = self.script.key(key);
         invocation.arg(per_second);
         let result = tokio::time::timeout(TIMEOUT, invocation.invoke_async::<i64>(&mut conn)).await;
         match result {
-            Ok(Ok(allowed)) => {
-                if self.degraded.swap(false, Ordering::Relaxed) {
-                    tracing::info!(target: "tenantgate::limits", "redis rate limiter recovered");
-                }
-                Some(allowed == 1)
-            }
-            other => {
-                if !self.degraded.swap(true, Ordering::Relaxed) {
-                    let reason = match other {
-                        Err(_) => "timed out".to_owned(),
-                        Ok(Err(e)) => e.to_string(),
-                        Ok(Ok(_)) => String::new(),
-                    };
-                    tracing::warn!(target: "tenantgate::limits", reason, "redis rate limiter unavailable; failing open to the in-process limiter");
-                }
-                None
-            }
+            Ok(Ok(allowed)) => Ok(allowed == 1),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_owned()),
         }
     }
 }
