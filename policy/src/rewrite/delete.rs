@@ -5,9 +5,8 @@
 //! `delete` returns. On a collection without soft delete it stays a (scoped) hard delete.
 
 use bson::{RawDocument, RawDocumentBuf};
-use tenantgate_wire::{DocumentSequence, RawDoc};
 
-use super::{check_collation, rebuild, target_collection};
+use super::{check_collation, rebuild, statement_array, statement_sequences, target_collection};
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
 use crate::filter::{Mentions, check_expression, check_filter};
@@ -48,57 +47,24 @@ pub(super) fn delete(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
     };
     let mut saw = false;
     let out = rebuild(req, &t.options, rename, &DELETE_FIELDS, |e, out| {
-        match (e.key(), e.value()) {
-            ("deletes", Value::Array(stmts)) => {
-                let mut arr = DocBuilder::with_capacity(stmts.as_bytes().len() + 128);
-                for item in elements(stmts) {
-                    let Value::Document(stmt) = item?.value() else {
-                        return Err(Rejection::new(
-                            Rule::MalformedCommand,
-                            "deletes must hold documents",
-                        ));
-                    };
-                    arr.push_doc(&statement(stmt, &plan, &m)?.finish())?;
-                }
+        match e.key() {
+            "deletes" => {
+                let arr = statement_array(e, |stmt| statement(stmt, &plan, &m))?;
                 saw = true;
-                out.array(list_field, &arr.finish())?;
+                out.array(list_field, &arr)?;
             }
-            ("deletes", _) => {
-                return Err(Rejection::new(
-                    Rule::MalformedCommand,
-                    "deletes must be an array",
-                ));
-            }
-            ("let", v) => {
-                check_expression(v, &m)?;
-                out.element("let", e)?;
+            "let" => {
+                check_expression(e.value(), &m)?;
+                out.copy(e);
             }
             _ => out.copy(e),
         }
         Ok(())
     })?;
-    let mut sequences = Vec::with_capacity(req.sequences.len());
-    for seq in req.sequences {
-        if seq.identifier != "deletes" {
-            return Err(Rejection::new(
-                Rule::UnknownField,
-                format!(
-                    "document sequence '{}' is not understood for delete",
-                    crate::audit::clip(&seq.identifier)
-                ),
-            ));
-        }
-        saw = true;
-        let documents = seq
-            .documents
-            .iter()
-            .map(|d| statement(d.as_raw(), &plan, &m).and_then(finish))
-            .collect::<Result<Vec<RawDoc>, _>>()?;
-        sequences.push(DocumentSequence {
-            identifier: list_field.to_owned(),
-            documents,
-        });
-    }
+    let sequences = statement_sequences(req, "deletes", list_field, |stmt| {
+        statement(stmt, &plan, &m)
+    })?;
+    saw |= !sequences.is_empty();
     if !saw {
         return Err(Rejection::new(
             Rule::MalformedCommand,

@@ -241,6 +241,64 @@ pub(crate) fn rebuild<'b>(
     Ok(out)
 }
 
+/// The statements of a write command sent as document sequences: only `identifier` is accepted;
+/// each statement is rewritten by `rewrite` and the sequence is sent as `rename`.
+pub(crate) fn statement_sequences(
+    req: &Request<'_>,
+    identifier: &str,
+    rename: &str,
+    mut rewrite: impl FnMut(&bson::RawDocument) -> Result<DocBuilder, Rejection>,
+) -> Result<Vec<tenantgate_wire::DocumentSequence>, Rejection> {
+    let mut out = Vec::with_capacity(req.sequences.len());
+    for seq in req.sequences {
+        if seq.identifier != identifier {
+            return Err(Rejection::new(
+                Rule::UnknownField,
+                format!(
+                    "document sequence '{}' is not understood for {}",
+                    crate::audit::clip(&seq.identifier),
+                    req.name
+                ),
+            ));
+        }
+        let documents = seq
+            .documents
+            .iter()
+            .map(|d| rewrite(d.as_raw()).and_then(finish))
+            .collect::<Result<Vec<RawDoc>, _>>()?;
+        out.push(tenantgate_wire::DocumentSequence {
+            identifier: rename.to_owned(),
+            documents,
+        });
+    }
+    Ok(out)
+}
+
+/// The statements of a write command sent in the body (`updates: [...]`), each rewritten by
+/// `rewrite`, as a new array.
+pub(crate) fn statement_array(
+    e: &Element<'_>,
+    mut rewrite: impl FnMut(&bson::RawDocument) -> Result<DocBuilder, Rejection>,
+) -> Result<bson::RawDocumentBuf, Rejection> {
+    let Value::Array(stmts) = e.value() else {
+        return Err(Rejection::new(
+            Rule::MalformedCommand,
+            format!("{} must be an array", e.key()),
+        ));
+    };
+    let mut arr = DocBuilder::with_capacity(stmts.as_bytes().len() + 128);
+    for item in elements(stmts) {
+        let Value::Document(stmt) = item?.value() else {
+            return Err(Rejection::new(
+                Rule::MalformedCommand,
+                format!("{} must hold documents", e.key()),
+            ));
+        };
+        arr.push_doc(&rewrite(stmt)?.finish())?;
+    }
+    Ok(arr.finish())
+}
+
 /// Refuses document sequences on commands that take none.
 pub(crate) fn no_sequences(req: &Request<'_>) -> Result<(), Rejection> {
     match req.sequences.first() {

@@ -2,9 +2,8 @@
 //! Statements come from the body's `updates` array or an `updates` document sequence.
 
 use bson::RawDocument;
-use tenantgate_wire::{DocumentSequence, RawDoc};
 
-use super::{check_collation, rebuild, target_collection};
+use super::{check_collation, rebuild, statement_array, statement_sequences, target_collection};
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
 use crate::filter::{Mentions, check_expression, check_filter};
@@ -31,57 +30,24 @@ pub(super) fn update(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
     let m = t.mentions();
     let mut saw_updates = false;
     let out = rebuild(req, &t.options, None, &UPDATE_FIELDS, |e, out| {
-        match (e.key(), e.value()) {
-            ("updates", Value::Array(stmts)) => {
-                let mut arr = DocBuilder::with_capacity(stmts.as_bytes().len() + 128);
-                for item in elements(stmts) {
-                    let Value::Document(stmt) = item?.value() else {
-                        return Err(Rejection::new(
-                            Rule::MalformedCommand,
-                            "updates must hold documents",
-                        ));
-                    };
-                    arr.push_doc(&statement(stmt, &scope, &rules, &m)?.finish())?;
-                }
+        match e.key() {
+            "updates" => {
+                let arr = statement_array(e, |stmt| statement(stmt, &scope, &rules, &m))?;
                 saw_updates = true;
-                out.array("updates", &arr.finish())?;
+                out.array("updates", &arr)?;
             }
-            ("updates", _) => {
-                return Err(Rejection::new(
-                    Rule::MalformedCommand,
-                    "updates must be an array",
-                ));
-            }
-            ("let", v) => {
-                check_expression(v, &m)?;
-                out.element("let", e)?;
+            "let" => {
+                check_expression(e.value(), &m)?;
+                out.copy(e);
             }
             _ => out.copy(e),
         }
         Ok(())
     })?;
-    let mut sequences = Vec::with_capacity(req.sequences.len());
-    for seq in req.sequences {
-        if seq.identifier != "updates" {
-            return Err(Rejection::new(
-                Rule::UnknownField,
-                format!(
-                    "document sequence '{}' is not understood for update",
-                    crate::audit::clip(&seq.identifier)
-                ),
-            ));
-        }
-        saw_updates = true;
-        let documents = seq
-            .documents
-            .iter()
-            .map(|d| statement(d.as_raw(), &scope, &rules, &m).and_then(finish))
-            .collect::<Result<Vec<RawDoc>, _>>()?;
-        sequences.push(DocumentSequence {
-            identifier: seq.identifier.clone(),
-            documents,
-        });
-    }
+    let sequences = statement_sequences(req, "updates", "updates", |stmt| {
+        statement(stmt, &scope, &rules, &m)
+    })?;
+    saw_updates |= !sequences.is_empty();
     if !saw_updates {
         return Err(Rejection::new(
             Rule::MalformedCommand,
