@@ -261,9 +261,21 @@ impl Upstream {
         let mut conn = self.checkout().await?;
         msg.request_id = self.next_request_id();
         msg.response_to = 0;
-        let reply = self.send_and_receive(&mut conn, msg).await?;
-        self.idle.lock().await.push(conn);
-        Ok(reply)
+        match self.send_and_receive(&mut conn, msg).await {
+            Ok(reply) => {
+                self.idle.lock().await.push(conn);
+                Ok(reply)
+            }
+            Err(e) => {
+                // A failed connection usually means the upstream restarted or the network
+                // broke: the idle ones are as dead, so drop them all and reconnect on demand
+                // instead of failing one request per stale connection.
+                if matches!(e, UpstreamError::Io(_) | UpstreamError::Timeout) {
+                    self.idle.lock().await.clear();
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Sends a `moreToCome` message, which gets no reply.
