@@ -653,6 +653,18 @@ impl Client {
                             ));
                         }
                     };
+                    if msg.encoded_len() > self.shared.limits.max_message_size {
+                        // The tenant stamps made the command larger than the wire allows.
+                        if more_to_come {
+                            return None;
+                        }
+                        let body = error_body(
+                            10334,
+                            "BSONObjectTooLarge",
+                            "the rewritten command exceeds maxMessageSizeBytes; send smaller batches",
+                        );
+                        return Some(op_msg(self.reply_id(), request_id, raw(body)));
+                    }
                     if more_to_come {
                         if let Err(e) = self.shared.upstream.send_only(msg).await {
                             tracing::warn!(target: "tenantgate::proxy", connection = self.id, error = %e, "unacknowledged write not delivered");
