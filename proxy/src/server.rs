@@ -58,6 +58,53 @@ impl Failures {
     }
 }
 
+/// A tenant collection whose *default* collation is not simple would loosen the scope's
+/// `tenantId` equality for every command that names no collation (the policy engine refuses
+/// explicit ones). The engine cannot see collection options, so the proxy looks at start-up and
+/// closes such collections to tenants (`admin` mode), loudly.
+async fn guard_collations(upstream: &Upstream, policy: &mut tenantgate_policy::PolicyConfig) {
+    use tenantgate_policy::{CollectionMode, CollectionPolicy};
+    for db in policy.databases.clone() {
+        let list = bson::rawdoc! {
+            "listCollections": 1, "filter": { "options.collation": { "$exists": true } },
+            "nameOnly": false, "$db": db.as_str(),
+        };
+        let Ok(reply) = upstream.command(list).await else {
+            continue;
+        };
+        let batch = reply
+            .get_document("cursor")
+            .and_then(|c| c.get_array("firstBatch"))
+            .cloned()
+            .unwrap_or_default();
+        for item in batch.iter().filter_map(|b| b.as_document()) {
+            let Ok(name) = item.get_str("name") else {
+                continue;
+            };
+            let locale = item
+                .get_document("options")
+                .and_then(|o| o.get_document("collation"))
+                .and_then(|c| c.get_str("locale"))
+                .unwrap_or("simple");
+            if locale == "simple" || policy.collection(name).mode != CollectionMode::Tenant {
+                continue;
+            }
+            tracing::error!(
+                target: "tenantgate::proxy",
+                database = %db,
+                collection = name,
+                locale,
+                "collection has a non-simple default collation, which would loosen tenant isolation: closed to tenants (admin mode)"
+            );
+            let mut closed = policy.collection(name).clone();
+            closed.mode = CollectionMode::Admin;
+            policy
+                .collections
+                .insert(name.to_owned(), CollectionPolicy { ..closed });
+        }
+    }
+}
+
 /// State every connection shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -97,7 +144,7 @@ impl std::fmt::Debug for Proxy {
 impl Proxy {
     /// Derives credentials, connects to the upstream and binds the listener. Errors say which
     /// part failed and why.
-    pub async fn bind(config: Config, env: &dyn Env) -> Result<Proxy, ProxyError> {
+    pub async fn bind(mut config: Config, env: &dyn Env) -> Result<Proxy, ProxyError> {
         let principals = PrincipalStore::from_config(&config.principals, env)?;
         let jwt = config
             .jwt
@@ -122,6 +169,7 @@ impl Proxy {
             _ => None,
         };
         let upstream = Upstream::connect(&config.upstream).await?;
+        guard_collations(&upstream, &mut config.policy).await;
         let upstream_session_minutes = upstream.info.session_timeout_minutes.unwrap_or(30);
         let registry = Registry::new(upstream.clone(), &config.policy.internal_database);
         registry
