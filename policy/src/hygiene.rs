@@ -105,17 +105,7 @@ pub(crate) fn check_document(doc: &RawDocument) -> Result<(), Rejection> {
                 ),
             ));
         }
-        if e.is_code() {
-            return Err(Rejection::new(
-                Rule::Javascript,
-                "JavaScript code values are not allowed",
-            ));
-        }
-        match e.value() {
-            Value::Document(d) => check_document(d)?,
-            Value::Array(a) => check_array(a)?,
-            _ => {}
-        }
+        check_value(&e)?;
     }
     Ok(())
 }
@@ -123,20 +113,24 @@ pub(crate) fn check_document(doc: &RawDocument) -> Result<(), Rejection> {
 /// Array elements: their keys are indexes (the server ignores them), so only values are checked.
 fn check_array(arr: &RawDocument) -> Result<(), Rejection> {
     for element in elements(arr) {
-        let e = element?;
-        if e.is_code() {
-            return Err(Rejection::new(
-                Rule::Javascript,
-                "JavaScript code values are not allowed",
-            ));
-        }
-        match e.value() {
-            Value::Document(d) => check_document(d)?,
-            Value::Array(a) => check_array(a)?,
-            _ => {}
-        }
+        check_value(&element?)?;
     }
     Ok(())
+}
+
+/// A value: no JavaScript code, and nested documents and arrays checked in turn.
+fn check_value(e: &crate::raw::Element<'_>) -> Result<(), Rejection> {
+    if e.is_code() {
+        return Err(Rejection::new(
+            Rule::Javascript,
+            "JavaScript code values are not allowed",
+        ));
+    }
+    match e.value() {
+        Value::Document(d) => check_document(d),
+        Value::Array(a) => check_array(a),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
