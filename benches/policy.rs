@@ -11,8 +11,8 @@ use std::hint::black_box;
 use bson::DateTime;
 use bytes::BytesMut;
 use criterion::{Criterion, criterion_group, criterion_main};
-use tenantgate_policy::{Context, Decision, PolicyConfig, Principal, TenantId, decide};
-use tenantgate_wire::{Limits, Message, MsgFlags, OpMsg, Payload};
+use tenantgate_policy::{Context, PolicyConfig, Principal, TenantId, decide};
+use tenantgate_wire::{Limits, Message};
 
 #[path = "support/commands.rs"]
 mod commands;
@@ -50,24 +50,7 @@ fn policy(c: &mut Criterion) {
         group.bench_function("rewrite_decode_decide_encode", |b| {
             b.iter(|| {
                 out.clear();
-                let msg = Message::decode(black_box(frame.clone()), &limits).expect("decodes");
-                let Payload::Msg(op) = &msg.payload else {
-                    unreachable!()
-                };
-                let Decision::Forward(fwd) = decide(op, &ctx).decision else {
-                    panic!("{name} must be forwarded")
-                };
-                let mut sections = vec![tenantgate_wire::Section::Body(fwd.body)];
-                sections.extend(
-                    fwd.sequences
-                        .into_iter()
-                        .map(tenantgate_wire::Section::Sequence),
-                );
-                let rewritten =
-                    OpMsg::from_sections(MsgFlags::default(), sections).expect("one body");
-                Message::new(msg.request_id, 0, Payload::Msg(rewritten))
-                    .encode(&mut out)
-                    .expect("encodes");
+                commands::rewrite(black_box(&frame), &ctx, &limits, &mut out);
             })
         });
         group.finish();

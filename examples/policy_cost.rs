@@ -15,8 +15,8 @@ use std::hint::black_box;
 
 use bson::DateTime;
 use bytes::BytesMut;
-use tenantgate_policy::{Context, Decision, PolicyConfig, Principal, TenantId, decide};
-use tenantgate_wire::{Limits, Message, MsgFlags, OpMsg, Payload, Section};
+use tenantgate_policy::{Context, PolicyConfig, Principal, TenantId};
+use tenantgate_wire::{Limits, Message};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -46,24 +46,12 @@ fn main() {
     let mut out = BytesMut::with_capacity(64 * 1024);
     for _ in 0..n {
         out.clear();
-        let msg = Message::decode(black_box(frame.clone()), &limits).expect("decodes");
         match mode.as_str() {
-            "floor" => msg.encode(&mut out).expect("encodes"),
-            _ => {
-                let Payload::Msg(op) = &msg.payload else {
-                    unreachable!("benchmark frames are OP_MSG")
-                };
-                let Decision::Forward(fwd) = decide(op, &ctx).decision else {
-                    panic!("{case} must be forwarded")
-                };
-                let mut sections = vec![Section::Body(fwd.body)];
-                sections.extend(fwd.sequences.into_iter().map(Section::Sequence));
-                let rewritten =
-                    OpMsg::from_sections(MsgFlags::default(), sections).expect("one body");
-                Message::new(msg.request_id, 0, Payload::Msg(rewritten))
-                    .encode(&mut out)
-                    .expect("encodes");
-            }
+            "floor" => Message::decode(black_box(frame.clone()), &limits)
+                .expect("decodes")
+                .encode(&mut out)
+                .expect("encodes"),
+            _ => commands::rewrite(black_box(&frame), &ctx, &limits, &mut out),
         }
         black_box(&out);
     }

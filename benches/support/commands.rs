@@ -110,3 +110,31 @@ pub fn cases() -> Vec<(&'static str, Bytes)> {
         ("e_upsert", upsert()),
     ]
 }
+
+/// The proxy's per-command path: decode, decide, encode the rewritten message into `out`.
+pub fn rewrite(
+    frame: &Bytes,
+    ctx: &tenantgate_policy::Context<'_>,
+    limits: &tenantgate_wire::Limits,
+    out: &mut bytes::BytesMut,
+) {
+    let msg = Message::decode(frame.clone(), limits).expect("decodes");
+    let Payload::Msg(op) = &msg.payload else {
+        panic!("benchmark frames are OP_MSG")
+    };
+    let tenantgate_policy::Decision::Forward(fwd) = tenantgate_policy::decide(op, ctx).decision
+    else {
+        panic!("benchmark commands are forwarded")
+    };
+    let mut sections = vec![tenantgate_wire::Section::Body(fwd.body)];
+    sections.extend(
+        fwd.sequences
+            .into_iter()
+            .map(tenantgate_wire::Section::Sequence),
+    );
+    let rewritten =
+        OpMsg::from_sections(tenantgate_wire::MsgFlags::default(), sections).expect("one body");
+    Message::new(msg.request_id, 0, Payload::Msg(rewritten))
+        .encode(out)
+        .expect("encodes");
+}
