@@ -1,19 +1,55 @@
 //! The tenantgate HTTP API (axum).
 //!
-//! Tenant resolution, per-tenant rate limiting and usage metering, the payments API, audit
-//! queries and the web console are built in the API issues. Today it serves what operations need
-//! from the first release: `GET /health` and `GET /metrics`.
+//! Every tenant route runs behind two layers: [`extract::caller::authenticate`] verifies the
+//! bearer token, if any, and [`tenancy::require_tenant`] ties the request to exactly one active
+//! tenant before the handler runs. Handlers then reach data only through
+//! [`extract::TenantDb`], which sends every command through the same policy engine as the
+//! proxy. Admin routes need the `super_admin` role instead of a tenant. Health, readiness and
+//! metrics need neither. Every error is `application/problem+json` ([`problem`]).
 #![forbid(unsafe_code)]
 
+pub mod currency;
+pub mod extract;
+pub mod problem;
+pub mod request_id;
 pub mod routes;
+pub mod state;
+pub mod tenancy;
 
 use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
 
 pub use routes::metrics::MetricsRenderer;
+pub use state::ApiState;
 
 /// The API's router; shared by the binary and tests.
-pub fn app(metrics: MetricsRenderer) -> Router {
+pub fn app(state: ApiState) -> Router {
+    app_with_tenant_routes(state, Router::new())
+}
+
+/// The API's router with `extra` mounted among the tenant routes (behind authentication and
+/// tenant resolution). For embedding applications and tests.
+pub fn app_with_tenant_routes(state: ApiState, extra: Router<ApiState>) -> Router {
+    let tenant_routes = Router::new()
+        .merge(routes::tenant::router())
+        .merge(extra)
+        .route_layer(from_fn_with_state(state.clone(), tenancy::require_tenant));
+    let v1 = tenant_routes
+        .merge(routes::admin::router())
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            extract::caller::authenticate,
+        ));
     Router::new()
         .merge(routes::health::router())
-        .merge(routes::metrics::router(metrics))
+        .merge(routes::metrics::router())
+        .merge(v1)
+        .fallback(not_found)
+        .layer(from_fn(problem::finish))
+        .layer(from_fn(request_id::assign))
+        .with_state(state)
+}
+
+async fn not_found() -> problem::Problem {
+    problem::Problem::not_found("route_not_found", "no route matches this path")
 }

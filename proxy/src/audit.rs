@@ -8,7 +8,7 @@
 //! count is logged. A TTL index on `at` keeps `retention_days`. Values inside commands never
 //! appear: the policy engine redacts them into the command's shape before an event exists.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,6 +23,72 @@ use crate::upstream::Upstream;
 pub const COLLECTION: &str = "tenantgate_audit";
 const BATCH: usize = 256;
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// Where an audited command or request came from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A client connection of the wire-protocol proxy.
+    Proxy {
+        /// The client's address.
+        peer: SocketAddr,
+        /// The proxy's connection number.
+        connection: i64,
+    },
+    /// A request to the HTTP API.
+    Api {
+        /// The client's address, when known.
+        peer: Option<IpAddr>,
+        /// The request id (`X-Request-Id`).
+        request_id: String,
+    },
+}
+
+impl Origin {
+    fn source(&self) -> &'static str {
+        match self {
+            Origin::Proxy { .. } => "proxy",
+            Origin::Api { .. } => "api",
+        }
+    }
+
+    fn peer(&self) -> String {
+        match self {
+            Origin::Proxy { peer, .. } => peer.to_string(),
+            Origin::Api { peer, .. } => peer.map(|p| p.to_string()).unwrap_or_default(),
+        }
+    }
+
+    fn stamp(&self, event: &mut Document) {
+        event.insert("source", self.source());
+        event.insert("peer", self.peer());
+        match self {
+            Origin::Proxy { connection, .. } => {
+                event.insert("connection", *connection);
+            }
+            Origin::Api { request_id, .. } => {
+                event.insert("requestId", request_id.as_str());
+            }
+        }
+    }
+}
+
+/// An event of the HTTP API that is not a policy decision: a refused tenant conflict, a bad
+/// token, a privileged action.
+#[derive(Debug, Clone)]
+pub struct ApiEvent<'a> {
+    /// `rejection`, `auth_failure` or `bypass`.
+    pub kind: &'a str,
+    /// The rule, e.g. `tenant_conflict`.
+    pub rule: &'a str,
+    /// Who (a JWT subject, or `anonymous`).
+    pub principal: &'a str,
+    /// The tenant involved, if any.
+    pub tenant: Option<&'a str>,
+    /// `METHOD /path`.
+    pub request: &'a str,
+    /// What happened, without secrets or document values.
+    pub message: &'a str,
+}
 
 /// Where audit documents go.
 #[derive(Debug)]
@@ -62,8 +128,13 @@ impl AuditSink {
         }
     }
 
-    /// Emits a policy audit record.
+    /// Emits a policy audit record for a proxy connection.
     pub fn record(&self, r: &AuditRecord, peer: SocketAddr, connection: i64) {
+        self.record_from(r, &Origin::Proxy { peer, connection });
+    }
+
+    /// Emits a policy audit record.
+    pub fn record_from(&self, r: &AuditRecord, origin: &Origin) {
         let shape =
             serde_json::to_string(&bson::Bson::Document(r.shape.clone()).into_relaxed_extjson())
                 .unwrap_or_default();
@@ -78,13 +149,12 @@ impl AuditSink {
             command = %r.command,
             message = %r.message,
             shape = %shape,
-            peer = %peer,
-            connection,
+            source = origin.source(),
+            peer = %origin.peer(),
             "audit"
         );
-        self.submit(doc! {
+        let mut event = doc! {
             "at": bson::DateTime::now(),
-            "source": "proxy",
             "kind": r.kind.as_str(),
             "rule": r.rule.as_str(),
             "principal": &r.principal,
@@ -94,9 +164,37 @@ impl AuditSink {
             "command": &r.command,
             "message": &r.message,
             "shape": r.shape.clone(),
-            "peer": peer.to_string(),
-            "connection": connection,
-        });
+        };
+        origin.stamp(&mut event);
+        self.submit(event);
+    }
+
+    /// Emits an HTTP API event.
+    pub fn api_event(&self, e: &ApiEvent<'_>, origin: &Origin) {
+        let principal = crate::clip(e.principal);
+        tracing::warn!(
+            target: "tenantgate::audit",
+            kind = e.kind,
+            rule = e.rule,
+            principal = %principal,
+            tenant = e.tenant.unwrap_or(""),
+            request = e.request,
+            message = e.message,
+            source = origin.source(),
+            peer = %origin.peer(),
+            "audit"
+        );
+        let mut event = doc! {
+            "at": bson::DateTime::now(),
+            "kind": e.kind,
+            "rule": e.rule,
+            "principal": principal.as_ref(),
+            "tenant": e.tenant,
+            "command": e.request,
+            "message": e.message,
+        };
+        origin.stamp(&mut event);
+        self.submit(event);
     }
 
     /// Emits an authentication failure.

@@ -104,6 +104,9 @@ pub struct Config {
     /// The audit trail.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The tenant registry's caches.
+    #[serde(default)]
+    pub registry: RegistryConfig,
 }
 
 /// `[upstream]`.
@@ -171,12 +174,50 @@ impl Default for ProxyConfig {
 pub struct ApiConfig {
     /// Address to listen on.
     pub listen: String,
+    /// Domains whose subdomains name tenants: with `financeops.com`, the host
+    /// `bank1.financeops.com` (or `www.bank1.financeops.com`) resolves to `bank1`; the bare
+    /// domain and `www.financeops.com` name no tenant.
+    pub base_domains: Vec<String>,
+    /// Peers (addresses or CIDR blocks) whose `X-Forwarded-Host` is believed; from anyone else
+    /// the header is ignored and the `Host` header decides.
+    pub trusted_proxies: Vec<String>,
+    /// The database the API's tenant data lives in; defaults to the first of
+    /// `policy.databases`.
+    pub database: Option<String>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: "127.0.0.1:8080".into(),
+            base_domains: Vec::new(),
+            trusted_proxies: Vec::new(),
+            database: None,
+        }
+    }
+}
+
+/// `[registry]`: how long tenant lookups are cached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// In-process cache of a found tenant, in milliseconds.
+    pub cache_ttl_ms: u64,
+    /// In-process cache of an unknown slug or domain, in milliseconds.
+    pub negative_ttl_ms: u64,
+    /// Redis cache of a found tenant, in seconds.
+    pub redis_ttl_secs: u64,
+    /// Redis cache of an unknown slug or domain, in seconds.
+    pub redis_negative_ttl_secs: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            cache_ttl_ms: 10_000,
+            negative_ttl_ms: 5_000,
+            redis_ttl_secs: 300,
+            redis_negative_ttl_secs: 30,
         }
     }
 }
@@ -370,6 +411,34 @@ impl Config {
                 "tls_cert_file and tls_key_file go together",
             ));
         }
+        for (i, d) in self.api.base_domains.iter().enumerate() {
+            let normal = crate::registry::normalize_domain(d)
+                .map_err(|e| invalid(format!("api.base_domains[{i}]"), e.to_string()))?;
+            if &normal != d {
+                return Err(invalid(
+                    format!("api.base_domains[{i}]"),
+                    format!("write it as {normal:?}"),
+                ));
+            }
+        }
+        for (i, p) in self.api.trusted_proxies.iter().enumerate() {
+            crate::net::Cidr::parse(p)
+                .map_err(|e| invalid(format!("api.trusted_proxies[{i}]"), e))?;
+        }
+        if let Some(db) = &self.api.database
+            && !self.policy.databases.contains(db)
+        {
+            return Err(invalid(
+                "api.database",
+                format!("{db:?} is not among policy.databases"),
+            ));
+        }
+        if self.registry.cache_ttl_ms == 0 || self.registry.redis_ttl_secs == 0 {
+            return Err(invalid(
+                "registry",
+                "cache_ttl_ms and redis_ttl_secs must be positive",
+            ));
+        }
         self.policy
             .validate()
             .map_err(|e| invalid(format!("policy.{}", e.key), e.reason))?;
@@ -386,6 +455,10 @@ impl Config {
                     "tenants.slug",
                     format!("{:?} appears twice", t.slug),
                 ));
+            }
+            for d in &t.domains {
+                crate::registry::normalize_domain(d)
+                    .map_err(|e| invalid(format!("tenants.{}.domains", t.slug), e.to_string()))?;
             }
             if !matches!(t.tier.as_str(), "starter" | "professional" | "enterprise") {
                 return Err(invalid(
@@ -439,14 +512,7 @@ impl Config {
     }
 }
 
-/// A lowercase DNS label: 1–63 of `a-z0-9-`, not starting or ending with `-`.
-pub fn is_slug(s: &str) -> bool {
-    (1..=63).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
+pub use crate::registry::is_slug;
 
 #[cfg(test)]
 mod tests {

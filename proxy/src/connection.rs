@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::auth::scram::{self, Conversation, Mechanism};
 use crate::handshake::{HelloParams, hello_reply, negotiate};
-use crate::limits::{ConnectionSlot, tier_limits};
+use crate::limits::ConnectionSlot;
 use crate::reply::{code, error_body, op_msg, op_reply, overloaded_body, retryable_error_body};
 use crate::server::Shared;
 use crate::upstream::UpstreamError;
@@ -447,11 +447,7 @@ impl Client {
                     .auth_failed(&name, mechanism, "tenant unknown or inactive")
                     .await);
             }
-            match self
-                .shared
-                .limiter
-                .connect(tenant.as_str(), tier_limits(&status.tier))
-            {
+            match self.shared.limiter.connect(tenant.as_str(), status.limits) {
                 Ok(slot) => {
                     self.release_slot();
                     self.shared.metrics.tenant_connections(tenant.as_str(), 1);
@@ -555,7 +551,7 @@ impl Client {
                     "the principal's tenant is inactive",
                 ))
             } else {
-                let limits = tier_limits(&status.tier);
+                let limits = status.limits;
                 let shared_verdict = match &self.shared.shared_rate {
                     Some(r) => r.admit(tenant.as_str(), limits.commands_per_second).await,
                     None => None,

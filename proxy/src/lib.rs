@@ -19,8 +19,12 @@ pub mod error;
 pub mod handshake;
 pub mod limits;
 pub mod metrics;
+pub mod net;
+pub mod redis_link;
 pub mod registry;
 pub mod reply;
+pub mod scoped;
+pub mod scoped_collection;
 mod server;
 pub mod sessions;
 pub mod shared_rate;
@@ -29,7 +33,7 @@ pub mod upstream;
 
 pub use config::{Config, Env, ProcessEnv};
 pub use error::ProxyError;
-pub use server::Proxy;
+pub use server::{Proxy, Services};
 
 /// At most 64 characters of a client-chosen name, for log lines and messages.
 pub(crate) fn clip(s: &str) -> std::borrow::Cow<'_, str> {

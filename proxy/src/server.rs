@@ -18,7 +18,9 @@ use crate::cursors::CursorRegistry;
 use crate::error::ProxyError;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
+use crate::redis_link::RedisLink;
 use crate::registry::Registry;
+use crate::scoped::Engine;
 use crate::sessions::SessionRegistry;
 use crate::upstream::Upstream;
 
@@ -111,13 +113,13 @@ pub(crate) struct Shared {
     pub config: Config,
     pub principals: PrincipalStore,
     pub upstream: Arc<Upstream>,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub audit: Arc<AuditSink>,
     pub cursors: CursorRegistry,
     pub sessions: SessionRegistry,
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<Metrics>,
-    pub jwt: Option<crate::auth::jwt::JwtVerifier>,
+    pub jwt: Option<Arc<crate::auth::jwt::JwtVerifier>>,
     pub shared_rate: Option<crate::shared_rate::SharedRate>,
     pub failures: Failures,
     pub next_connection_id: AtomicI64,
@@ -130,8 +132,30 @@ pub struct Proxy {
     listener: TcpListener,
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    services: Services,
 }
 
+/// What the proxy built that the HTTP API shares: one upstream pool, one registry and its
+/// caches, one audit sink, one JWT verifier and one policy engine per process.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The validated configuration (its `policy` after the start-up collation guard).
+    pub config: Arc<Config>,
+    /// The upstream pool.
+    pub upstream: Arc<Upstream>,
+    /// The tenant registry.
+    pub registry: Arc<Registry>,
+    /// The audit sink.
+    pub audit: Arc<AuditSink>,
+    /// Proxy metrics.
+    pub metrics: Arc<Metrics>,
+    /// The `[jwt]` verifier, when configured.
+    pub jwt: Option<Arc<crate::auth::jwt::JwtVerifier>>,
+    /// The Redis link, when configured.
+    pub redis: Option<Arc<RedisLink>>,
+    /// The in-process policy path for tenant-scoped data access.
+    pub engine: Arc<Engine>,
+}
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
@@ -150,20 +174,18 @@ impl Proxy {
             .jwt
             .as_ref()
             .map(crate::auth::jwt::JwtVerifier::from_config)
-            .transpose()?;
-        let shared_rate = match &config.redis {
-            Some(r) => Some(
-                crate::shared_rate::SharedRate::connect(&r.url)
-                    .await
-                    .map_err(|reason| {
-                        ProxyError::Config(crate::config::ConfigError::Invalid {
-                            key: "redis.url".into(),
-                            reason,
-                        })
-                    })?,
-            ),
+            .transpose()?
+            .map(Arc::new);
+        let redis = match &config.redis {
+            Some(r) => Some(Arc::new(RedisLink::open(&r.url).map_err(|reason| {
+                ProxyError::Config(crate::config::ConfigError::Invalid {
+                    key: "redis.url".into(),
+                    reason,
+                })
+            })?)),
             None => None,
         };
+        let shared_rate = redis.clone().map(crate::shared_rate::SharedRate::new);
         let tls = match (&config.proxy.tls_cert_file, &config.proxy.tls_key_file) {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
@@ -171,7 +193,12 @@ impl Proxy {
         let upstream = Upstream::connect(&config.upstream).await?;
         guard_collations(&upstream, &mut config.policy).await;
         let upstream_session_minutes = upstream.info.session_timeout_minutes.unwrap_or(30);
-        let registry = Registry::new(upstream.clone(), &config.policy.internal_database);
+        let registry = Arc::new(Registry::new(
+            upstream.clone(),
+            &config.policy.internal_database,
+            redis.clone(),
+            &config.registry,
+        ));
         registry
             .ensure(&config.tenants)
             .await
@@ -195,6 +222,24 @@ impl Proxy {
             max_message_size: config.proxy.max_message_size,
             ..Limits::default()
         };
+        let metrics = Arc::new(Metrics::default());
+        let engine = Arc::new(Engine::new(
+            upstream.clone(),
+            config.policy.clone(),
+            audit.clone(),
+            registry.clone(),
+            metrics.clone(),
+        ));
+        let services = Services {
+            config: Arc::new(config.clone()),
+            upstream: upstream.clone(),
+            registry: registry.clone(),
+            audit: audit.clone(),
+            metrics: metrics.clone(),
+            jwt: jwt.clone(),
+            redis,
+            engine,
+        };
         let shared = Arc::new(Shared {
             config,
             principals,
@@ -206,7 +251,7 @@ impl Proxy {
                 60 * u64::try_from(upstream_session_minutes).unwrap_or(30).max(1),
             )),
             limiter: Arc::new(Limiter::default()),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             jwt,
             shared_rate,
             failures: Failures::default(),
@@ -218,6 +263,7 @@ impl Proxy {
             listener,
             shared,
             tls,
+            services,
         })
     }
 
@@ -234,6 +280,11 @@ impl Proxy {
                 pool_busy,
             })
         }
+    }
+
+    /// The shared services, for the HTTP API in the same process.
+    pub fn services(&self) -> Services {
+        self.services.clone()
     }
 
     /// The audit sink (for its drop counter).

@@ -6,10 +6,10 @@
 //! traffic — not even at start-up: the call fails open to the in-process bucket, reconnection is
 //! tried at most every few seconds, and each change of state is logged once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_link::RedisLink;
 
 /// Redis must answer within this; otherwise the in-process limiter decides.
 const TIMEOUT: Duration = Duration::from_millis(50);
@@ -33,98 +33,41 @@ redis.call('EXPIRE', key, 60)
 return allowed
 "#;
 
-/// How often a lost Redis is dialled again.
-const RECONNECT_EVERY: Duration = Duration::from_secs(5);
-
 /// The shared limiter.
+#[derive(Debug, Clone)]
 pub struct SharedRate {
-    client: redis::Client,
-    conn: tokio::sync::Mutex<(Option<ConnectionManager>, Option<tokio::time::Instant>)>,
-    script: redis::Script,
-    degraded: AtomicBool,
-}
-
-impl std::fmt::Debug for SharedRate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedRate")
-            .field("degraded", &self.degraded.load(Ordering::Relaxed))
-            .finish()
-    }
+    link: Arc<RedisLink>,
+    script: Arc<redis::Script>,
 }
 
 impl SharedRate {
     /// A limiter for `url` (checked now; connected on first use, so a Redis that is down at
     /// start-up does not stop the proxy).
     pub async fn connect(url: &str) -> Result<SharedRate, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis.url: {e}"))?;
-        Ok(SharedRate {
-            client,
-            conn: tokio::sync::Mutex::new((None, None)),
-            script: redis::Script::new(SCRIPT),
-            degraded: AtomicBool::new(false),
-        })
+        Ok(Self::new(Arc::new(RedisLink::open(url)?)))
     }
 
-    async fn connection(&self) -> Option<ConnectionManager> {
-        let mut guard = self.conn.lock().await;
-        if let Some(c) = &guard.0 {
-            return Some(c.clone());
-        }
-        let now = tokio::time::Instant::now();
-        if guard
-            .1
-            .is_some_and(|at| now.duration_since(at) < RECONNECT_EVERY)
-        {
-            return None;
-        }
-        guard.1 = Some(now);
-        let dial = ConnectionManager::new(self.client.clone());
-        match tokio::time::timeout(Duration::from_millis(500), dial).await {
-            Ok(Ok(c)) => {
-                guard.0 = Some(c.clone());
-                Some(c)
-            }
-            _ => None,
+    /// A limiter over an existing link.
+    pub fn new(link: Arc<RedisLink>) -> SharedRate {
+        SharedRate {
+            link,
+            script: Arc::new(redis::Script::new(SCRIPT)),
         }
     }
 
     /// `Some(admitted)` from Redis, `None` when Redis could not answer in time (fail open to the
     /// in-process limiter).
     pub async fn admit(&self, tenant: &str, per_second: u32) -> Option<bool> {
-        let result = match self.connection().await {
-            Some(conn) => self.call(conn, tenant, per_second).await,
-            None => Err("not connected".to_owned()),
-        };
-        match result {
-            Ok(allowed) => {
-                if self.degraded.swap(false, Ordering::Relaxed) {
-                    tracing::info!(target: "tenantgate::limits", "redis rate limiter recovered");
-                }
-                Some(allowed)
-            }
-            Err(reason) => {
-                if !self.degraded.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(target: "tenantgate::limits", reason, "redis rate limiter unavailable; failing open to the in-process limiter");
-                }
-                None
-            }
-        }
-    }
-
-    async fn call(
-        &self,
-        mut conn: ConnectionManager,
-        tenant: &str,
-        per_second: u32,
-    ) -> Result<bool, String> {
         let key = format!("tg:rate:{{{tenant}}}");
-        let mut invocation = self.script.key(key);
-        invocation.arg(per_second);
-        let result = tokio::time::timeout(TIMEOUT, invocation.invoke_async::<i64>(&mut conn)).await;
-        match result {
-            Ok(Ok(allowed)) => Ok(allowed == 1),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".to_owned()),
-        }
+        let script = self.script.clone();
+        self.link
+            .call(TIMEOUT, move |mut conn| async move {
+                let mut invocation = script.key(key);
+                invocation.arg(per_second);
+                invocation.invoke_async::<i64>(&mut conn).await
+            })
+            .await
+            .ok()
+            .map(|allowed| allowed == 1)
     }
 }

@@ -60,6 +60,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .context("starting the proxy")?;
     let proxy_addr = proxy.local_addr().context("reading the proxy address")?;
     let metrics: tenantgate_api::MetricsRenderer = std::sync::Arc::new(proxy.metrics_renderer());
+    let state = tenantgate_api::ApiState::new(proxy.services(), metrics);
     let api = tokio::net::TcpListener::bind(&api_listen)
         .await
         .with_context(|| format!("api.listen: cannot listen on {api_listen}"))?;
@@ -80,11 +81,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .await;
     });
     let api_task = tokio::spawn(async move {
-        axum::serve(api, tenantgate_api::app(metrics))
-            .with_graceful_shutdown(async move {
-                let _ = api_stop.changed().await;
-            })
-            .await
+        axum::serve(
+            api,
+            tenantgate_api::app(state)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = api_stop.changed().await;
+        })
+        .await
     });
     shutdown_signal().await;
     tracing::info!("shutdown requested");

@@ -1,4 +1,6 @@
 //! Routes, one module per resource.
 
+pub mod admin;
 pub mod health;
 pub mod metrics;
+pub mod tenant;

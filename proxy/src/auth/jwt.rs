@@ -20,6 +20,9 @@ pub enum JwtError {
     /// Signature, expiry, not-before, issuer or audience check failed, or the token is malformed.
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// The token has expired (`exp` is past, beyond the leeway).
+    #[error("the token has expired")]
+    Expired,
     /// The token names neither a tenant nor a role that grants access.
     #[error("the token carries no tenantId and no role")]
     NoAccess,
@@ -92,15 +95,26 @@ impl JwtVerifier {
         Ok(JwtVerifier { key, validation })
     }
 
-    /// Verifies `token` and returns the principal it names.
+    /// Verifies `token` and returns the principal it names, for the proxy: it must carry a
+    /// tenant or `super_admin` (other roles grant no database access).
     pub fn verify(&self, token: &str) -> Result<Principal, JwtError> {
-        let data = jsonwebtoken::decode::<Claims>(token.trim(), &self.key, &self.validation)
-            .map_err(|e| JwtError::Invalid(e.to_string()))?;
-        let claims = data.claims;
-        let roles: Vec<Role> = claims.roles.iter().map(|r| Role::parse(r)).collect();
-        if claims.tenant_id.is_none() && !roles.contains(&Role::SuperAdmin) {
+        let principal = self.verify_claims(token)?;
+        if principal.tenant.is_none() && !principal.is_super_admin() {
             return Err(JwtError::NoAccess);
         }
+        Ok(principal)
+    }
+
+    /// Verifies `token` (signature, `exp`, `nbf`, `iss`, `aud`, a well-formed `tenantId`) and
+    /// returns what it claims, whatever that grants. The HTTP API decides per route.
+    pub fn verify_claims(&self, token: &str) -> Result<Principal, JwtError> {
+        let data = jsonwebtoken::decode::<Claims>(token.trim(), &self.key, &self.validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => JwtError::Expired,
+                _ => JwtError::Invalid(e.to_string()),
+            })?;
+        let claims = data.claims;
+        let roles: Vec<Role> = claims.roles.iter().map(|r| Role::parse(r)).collect();
         if claims
             .tenant_id
             .as_deref()

@@ -1,0 +1,61 @@
+//! A JSON body extractor whose rejections are problems: a body that does not parse, has the
+//! wrong content type or an unknown field gets a 400 / 415 / 422 naming what is wrong, in the
+//! API's one error shape.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::problem::{FieldError, Problem};
+
+/// `axum::Json` with problem rejections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) => Err(problem(rejection)),
+        }
+    }
+}
+
+fn problem(rejection: JsonRejection) -> Problem {
+    match rejection {
+        JsonRejection::JsonDataError(e) => {
+            // serde's message names the field: "unknown field `colour`, expected …" or
+            // "settings.brandColor: invalid type …".
+            let text = e.body_text();
+            let detail = text
+                .split_once(": ")
+                .map(|(_, d)| d.to_owned())
+                .unwrap_or(text);
+            let field = detail
+                .split_once(": ")
+                .map(|(f, _)| f.to_owned())
+                .filter(|f| !f.contains(' '))
+                .unwrap_or_else(|| "body".to_owned());
+            Problem::validation(vec![FieldError::new(field, detail)])
+        }
+        JsonRejection::JsonSyntaxError(e) => Problem::bad_request("invalid_json", e.body_text()),
+        JsonRejection::MissingJsonContentType(_) => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "send the body as `Content-Type: application/json`",
+        ),
+        other => Problem::bad_request("invalid_body", other.body_text()),
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
