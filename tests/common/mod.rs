@@ -286,3 +286,154 @@ pub fn with_tls(config: &str, cert: &std::path::Path, key: &std::path::Path) -> 
     );
     out
 }
+
+/// The HS256 secret of [`api_config`].
+#[allow(dead_code)]
+pub const JWT_SECRET: &str = "test-secret-for-api-tests";
+
+/// A `tenantgate.toml` for API tests: [`two_bank_config`] with its own registry database
+/// (`<db>_tg`, so tests that create, update or deactivate tenants never touch each other's),
+/// `[api] base_domains = ["financeops.com"]`, `trusted_proxies = ["10.0.0.0/8"]`, a `[jwt]`
+/// section signed with [`JWT_SECRET`] (issuer `https://idp.test`), and Redis at [`redis_url`].
+/// bank1 has the custom domain `payments.firstnational.example` and tier professional.
+#[allow(dead_code)]
+pub fn api_config(db: &str) -> String {
+    let base = two_bank_config(db)
+        .replace(
+            "[policy]\ndatabases",
+            &format!("[policy]\ninternal_database = \"{db}_tg\"\ndatabases"),
+        )
+        .replace(
+            "[api]\nlisten = \"127.0.0.1:0\"",
+            "[api]\nlisten = \"127.0.0.1:0\"\nbase_domains = [\"financeops.com\"]\ntrusted_proxies = [\"10.0.0.0/8\"]",
+        )
+        .replace(
+            "slug = \"bank1\"\nname = \"First National Bank\"",
+            "slug = \"bank1\"\nname = \"First National Bank\"\ntier = \"professional\"\ndomains = [\"payments.firstnational.example\"]",
+        );
+    assert!(
+        base.contains("internal_database")
+            && base.contains("base_domains")
+            && base.contains("domains = [")
+    );
+    format!(
+        "{base}\n[jwt]\nhs256_secret = \"{JWT_SECRET}\"\nissuer = \"https://idp.test\"\n\n[redis]\nurl = \"{}\"\n",
+        redis_url()
+    )
+}
+
+/// A signed HS256 token for [`api_config`]: `claims` plus `iss` and (unless given) an `exp`
+/// ten minutes ahead.
+#[allow(dead_code)]
+pub fn jwt(claims: serde_json::Value) -> String {
+    let mut claims = claims;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if let Some(map) = claims.as_object_mut() {
+        map.entry("iss")
+            .or_insert_with(|| "https://idp.test".into());
+        map.entry("exp").or_insert_with(|| (now + 600).into());
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("a token encodes")
+}
+
+/// A proxy and the HTTP API over it, both on `127.0.0.1:<free port>` inside the test's
+/// runtime, sharing one set of services as `tenantgate serve` does. The API is served with
+/// connect info, so `trusted_proxies` sees the real peer (127.0.0.1).
+#[allow(dead_code)]
+pub struct TestApi {
+    /// The proxy listener.
+    pub proxy_addr: std::net::SocketAddr,
+    /// The API listener.
+    pub api_addr: std::net::SocketAddr,
+    /// The shared services (registry, engine, audit…).
+    pub services: tenantgate_proxy::Services,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+}
+
+#[allow(dead_code)]
+impl TestApi {
+    /// Starts the proxy and the API from `config_toml`.
+    pub async fn start(config_toml: &str) -> TestApi {
+        Self::start_with(config_toml, axum::Router::new()).await
+    }
+
+    /// Like [`TestApi::start`], with `extra` mounted among the tenant routes.
+    pub async fn start_with(
+        config_toml: &str,
+        extra: axum::Router<tenantgate_api::ApiState>,
+    ) -> TestApi {
+        let env = std::collections::BTreeMap::<String, String>::new();
+        let config = tenantgate_proxy::Config::from_toml(config_toml, &env)
+            .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{config_toml}"));
+        let proxy =
+            tokio::time::timeout(PROXY_TIMEOUT, tenantgate_proxy::Proxy::bind(config, &env))
+                .await
+                .expect("the proxy binds within the timeout")
+                .unwrap_or_else(|e| panic!("the proxy cannot start: {e}"));
+        let proxy_addr = proxy.local_addr().expect("a bound listener has an address");
+        let services = proxy.services();
+        let metrics: tenantgate_api::MetricsRenderer =
+            std::sync::Arc::new(proxy.metrics_renderer());
+        let state = tenantgate_api::ApiState::new(services.clone(), metrics);
+        let app = tenantgate_api::app_with_tenant_routes(state, extra);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the API");
+        let api_addr = listener.local_addr().expect("API address");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut proxy_stop = stopped.clone();
+        let mut api_stop = stopped;
+        tokio::spawn(proxy.run(
+            async move {
+                let _ = proxy_stop.changed().await;
+            },
+            Duration::from_secs(2),
+        ));
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = api_stop.changed().await;
+            })
+            .await;
+        });
+        TestApi {
+            proxy_addr,
+            api_addr,
+            services,
+            stop: Some(stop),
+        }
+    }
+
+    /// `http://<api>/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api_addr)
+    }
+
+    /// A driver client to the proxy for `user`.
+    pub async fn proxy_client(&self, user: &str, password: &str) -> mongodb::Client {
+        driver_client(&format!(
+            "mongodb://{user}:{password}@{}/?authSource=admin",
+            self.proxy_addr
+        ))
+        .await
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+    }
+}
