@@ -120,12 +120,14 @@ impl Registry {
             Some(link) => {
                 let task = tokio::spawn(shared::listen(
                     link.clone(),
+                    database.to_owned(),
                     local.clone(),
                     stats.invalidations_received.clone(),
                 ));
                 (
                     Some(SharedCache::new(
                         link,
+                        database,
                         Duration::from_secs(config.redis_ttl_secs),
                         Duration::from_secs(config.redis_negative_ttl_secs),
                     )),

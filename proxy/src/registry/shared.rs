@@ -1,11 +1,13 @@
 //! The Redis level of the tenant cache (shared by every instance) and the pub/sub channel that
 //! tells every instance to forget a tenant at once.
 //!
-//! Keys are hash-tagged on the slug or domain so a value and its epoch share a Redis Cluster
-//! slot: `tenant:{bank1}` holds the tenant as BSON, `tenant_domain:{pay.bank.com}` the slug of
-//! the domain's tenant; an empty value means "known unknown" (kept for the shorter negative TTL).
+//! Keys are namespaced by the registry database (`policy.internal_database`, so deployments that
+//! share a Redis but not a registry never see each other's tenants) and hash-tagged on the slug
+//! or domain so a value and its epoch share a Redis Cluster slot: `tenantgate:tenant:{bank1}`
+//! holds the tenant as BSON, `tenantgate:tenant_domain:{pay.bank.com}` the slug of the domain's
+//! tenant; an empty value means "known unknown" (kept for the shorter negative TTL).
 //!
-//! A reader that misses fills the key only if the key's epoch (`tenant_epoch:{bank1}`) is still
+//! A reader that misses fills the key only if the key's epoch (`tenantgate:tenant_epoch:{bank1}`) is still
 //! the one it read before going to the database; an invalidation deletes the value and bumps
 //! the epoch in one script. So a lookup that raced an update or a deactivation cannot put the old
 //! tenant back into Redis for five minutes.
@@ -21,8 +23,10 @@ use crate::redis_link::{RedisError, RedisLink};
 
 /// Redis must answer a cache call within this, or the database is asked instead.
 const TIMEOUT: Duration = Duration::from_millis(100);
-/// The pub/sub channel carrying invalidations.
-pub const CHANNEL: &str = "tenantgate:registry:invalidate";
+/// The pub/sub channel carrying invalidations for the registry in `namespace`.
+pub fn channel(namespace: &str) -> String {
+    format!("{namespace}:registry:invalidate")
+}
 /// Epoch keys outlive any reader by far.
 const EPOCH_TTL_MS: u64 = 86_400_000;
 
@@ -50,12 +54,16 @@ pub enum Key<'a> {
 }
 
 impl Key<'_> {
-    fn names(&self) -> (String, String) {
+    /// The value key and the epoch key in `namespace`.
+    pub fn names(&self, namespace: &str) -> (String, String) {
         match self {
-            Key::Slug(s) => (format!("tenant:{{{s}}}"), format!("tenant_epoch:{{{s}}}")),
+            Key::Slug(s) => (
+                format!("{namespace}:tenant:{{{s}}}"),
+                format!("{namespace}:tenant_epoch:{{{s}}}"),
+            ),
             Key::Domain(d) => (
-                format!("tenant_domain:{{{d}}}"),
-                format!("tenant_domain_epoch:{{{d}}}"),
+                format!("{namespace}:tenant_domain:{{{d}}}"),
+                format!("{namespace}:tenant_domain_epoch:{{{d}}}"),
             ),
         }
     }
@@ -74,6 +82,8 @@ pub struct Read {
 #[derive(Debug, Clone)]
 pub struct SharedCache {
     link: Arc<RedisLink>,
+    /// Prefix of every key and of the channel: the registry database's name.
+    namespace: String,
     ttl: Duration,
     negative_ttl: Duration,
     fill: Arc<redis::Script>,
@@ -91,10 +101,16 @@ pub struct Invalidation {
 }
 
 impl SharedCache {
-    /// The Redis level over `link`.
-    pub fn new(link: Arc<RedisLink>, ttl: Duration, negative_ttl: Duration) -> SharedCache {
+    /// The Redis level over `link` for the registry in database `namespace`.
+    pub fn new(
+        link: Arc<RedisLink>,
+        namespace: &str,
+        ttl: Duration,
+        negative_ttl: Duration,
+    ) -> SharedCache {
         SharedCache {
             link,
+            namespace: namespace.to_owned(),
             ttl,
             negative_ttl,
             fill: Arc::new(redis::Script::new(FILL)),
@@ -109,7 +125,7 @@ impl SharedCache {
 
     /// Reads a key and its epoch.
     pub async fn read(&self, key: Key<'_>) -> Result<Read, RedisError> {
-        let (value_key, epoch_key) = key.names();
+        let (value_key, epoch_key) = key.names(&self.namespace);
         let (value, epoch): (Option<Vec<u8>>, Option<String>) = self
             .link
             .call(TIMEOUT, move |mut c| async move {
@@ -128,7 +144,7 @@ impl SharedCache {
 
     /// Stores `value` (empty = known unknown) if the epoch is still `epoch`.
     pub async fn fill(&self, key: Key<'_>, epoch: &str, value: Vec<u8>) -> Result<(), RedisError> {
-        let (value_key, epoch_key) = key.names();
+        let (value_key, epoch_key) = key.names(&self.namespace);
         let ttl = if value.is_empty() {
             self.negative_ttl
         } else {
@@ -154,7 +170,7 @@ impl SharedCache {
         let mut keys = vec![Key::Slug(&message.slug)];
         keys.extend(message.domains.iter().map(|d| Key::Domain(d)));
         for key in keys {
-            let (value_key, epoch_key) = key.names();
+            let (value_key, epoch_key) = key.names(&self.namespace);
             let script = self.invalidate.clone();
             self.link
                 .call(TIMEOUT, move |mut c| async move {
@@ -170,10 +186,11 @@ impl SharedCache {
     /// Tells every instance to drop its in-process copy.
     pub async fn publish(&self, message: &Invalidation) -> Result<(), RedisError> {
         let payload = serde_json::to_string(message).unwrap_or_default();
+        let channel = channel(&self.namespace);
         self.link
             .call(TIMEOUT, move |mut c| async move {
                 redis::cmd("PUBLISH")
-                    .arg(CHANNEL)
+                    .arg(channel)
                     .arg(payload)
                     .query_async::<i64>(&mut c)
                     .await
@@ -183,11 +200,12 @@ impl SharedCache {
     }
 }
 
-/// Listens on [`CHANNEL`] and applies every invalidation to `local` until aborted. While the
+/// Listens on the namespace's [`channel`] and applies every invalidation to `local` until aborted. While the
 /// subscription is down, messages may be missed, so every (re)subscription starts by clearing
 /// the in-process cache; the local TTL bounds staleness in between.
 pub async fn listen(
     link: Arc<RedisLink>,
+    namespace: String,
     local: Arc<LocalCache>,
     received: Arc<std::sync::atomic::AtomicU64>,
 ) {
@@ -196,7 +214,7 @@ pub async fn listen(
     loop {
         let subscribed = async {
             let mut pubsub = link.client().get_async_pubsub().await?;
-            pubsub.subscribe(CHANNEL).await?;
+            pubsub.subscribe(channel(&namespace)).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         match tokio::time::timeout(Duration::from_secs(2), subscribed).await {
