@@ -40,6 +40,13 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
+    if let Some(ip) = super::client_ip(
+        super::peer(request.extensions()),
+        request.headers(),
+        state.hosts(),
+    ) {
+        request.extensions_mut().insert(super::ClientIp(ip));
+    }
     let verdict = match bearer(&request) {
         None => Ok(None),
         Some(Err(())) => Err((

@@ -26,6 +26,41 @@ pub fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
+/// The client's address as the audit trail records it (a request extension set by
+/// authentication): the TCP peer, or — when the peer is a trusted proxy — the nearest
+/// untrusted address in `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// Works out the [`ClientIp`]: walks `X-Forwarded-For` from the right (the entry our trusted
+/// peer added) past trusted proxies; anything left of the first untrusted hop could be forged.
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    headers: &axum::http::HeaderMap,
+    rules: &crate::state::HostRules,
+) -> Option<IpAddr> {
+    let peer = peer?;
+    let trusted = |ip: IpAddr| rules.trusted_proxies.iter().any(|c| c.contains(ip));
+    if !trusted(peer) {
+        return Some(peer);
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    Some(
+        hops.iter()
+            .rev()
+            .copied()
+            .find(|ip| !trusted(*ip))
+            .or_else(|| hops.first().copied())
+            .unwrap_or(peer),
+    )
+}
+
 /// The audit origin of a request.
 pub fn origin(parts: &Parts) -> Origin {
     origin_of(&parts.extensions)
@@ -34,10 +69,38 @@ pub fn origin(parts: &Parts) -> Origin {
 /// The audit origin from request extensions.
 pub fn origin_of(extensions: &axum::http::Extensions) -> Origin {
     Origin::Api {
-        peer: peer(extensions),
+        peer: extensions
+            .get::<ClientIp>()
+            .map(|c| c.0)
+            .or_else(|| peer(extensions)),
         request_id: extensions
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::HostRules;
+    use axum::http::{HeaderMap, HeaderValue};
+    use tenantgate_proxy::net::Cidr;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_peers() {
+        let rules = HostRules {
+            base_domains: vec![],
+            trusted_proxies: vec![Cidr::parse("10.0.0.0/8").expect("cidr")],
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.0.0.7"),
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        assert_eq!(client_ip(ip("10.1.1.1"), &h, &rules), ip("203.0.113.9"));
+        assert_eq!(client_ip(ip("192.0.2.5"), &h, &rules), ip("192.0.2.5"));
+        assert_eq!(client_ip(None, &h, &rules), None);
     }
 }
