@@ -1,8 +1,9 @@
 //! The tenantgate HTTP API (axum).
 //!
-//! Every tenant route runs behind two layers: [`extract::caller::authenticate`] verifies the
-//! bearer token, if any, and [`tenancy::require_tenant`] ties the request to exactly one active
-//! tenant before the handler runs. Handlers then reach data only through
+//! Every tenant route runs behind two guards ([`guard::tenant`]):
+//! [`extract::caller::authenticate`] verifies the bearer token, if any, and
+//! [`tenancy::require_tenant`] ties the request to exactly one active tenant before the handler
+//! runs. Handlers then reach data only through
 //! [`extract::TenantDb`], which sends every command through the same policy engine as the
 //! proxy. Admin routes need the `super_admin` role instead of a tenant. Health, readiness and
 //! metrics need neither. Every error is `application/problem+json` ([`problem`]).
@@ -10,6 +11,7 @@
 
 pub mod currency;
 pub mod extract;
+pub mod guard;
 pub mod problem;
 pub mod request_id;
 pub mod routes;
@@ -28,22 +30,26 @@ pub fn app(state: ApiState) -> Router {
 }
 
 /// The API's router with `extra` mounted among the tenant routes (behind authentication and
-/// tenant resolution). For embedding applications and tests.
+/// tenant resolution). For embedding applications and tests. The guards wrap `extra` as a
+/// whole, so a wrong method on one of its routes is checked for a tenant before the 405; use
+/// [`guard::tenant`] per route to avoid that.
 pub fn app_with_tenant_routes(state: ApiState, extra: Router<ApiState>) -> Router {
-    let tenant_routes = Router::new()
-        .merge(routes::tenant::router())
-        .merge(extra)
-        .route_layer(from_fn_with_state(state.clone(), tenancy::require_tenant));
-    let v1 = tenant_routes
-        .merge(routes::admin::router())
-        .route_layer(from_fn_with_state(
-            state.clone(),
-            extract::caller::authenticate,
-        ));
+    let extra = if extra.has_routes() {
+        extra
+            .route_layer(from_fn_with_state(state.clone(), tenancy::require_tenant))
+            .route_layer(from_fn_with_state(
+                state.clone(),
+                extract::caller::authenticate,
+            ))
+    } else {
+        extra
+    };
     Router::new()
         .merge(routes::health::router())
         .merge(routes::metrics::router())
-        .merge(v1)
+        .merge(routes::tenant::router(&state))
+        .merge(routes::admin::router(&state))
+        .merge(extra)
         .fallback(not_found)
         .layer(from_fn(problem::finish))
         .layer(from_fn(request_id::assign))

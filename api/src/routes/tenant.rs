@@ -6,11 +6,12 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::extract::{CurrentTenant, Json};
+use crate::guard;
 use crate::state::ApiState;
 
-/// The route (a tenant route: mounted behind the tenancy middleware).
-pub fn router() -> Router<ApiState> {
-    Router::new().route("/v1/tenant", get(current))
+/// The route (a tenant route).
+pub fn router(state: &ApiState) -> Router<ApiState> {
+    Router::new().route("/v1/tenant", guard::tenant(state, get(current)))
 }
 
 async fn current(tenant: CurrentTenant) -> Json<Value> {

@@ -9,6 +9,6 @@ use axum::Router;
 use crate::state::ApiState;
 
 /// The admin routes.
-pub fn router() -> Router<ApiState> {
-    Router::new().merge(tenants::router())
+pub fn router(state: &ApiState) -> Router<ApiState> {
+    Router::new().merge(tenants::router(state))
 }

@@ -16,21 +16,23 @@ use tenantgate_proxy::registry::{RegistryError, Tenant};
 
 use super::tenant_input;
 use crate::extract::{Json, SuperAdmin, origin};
+use crate::guard;
 use crate::problem::{FieldError, Problem};
 use crate::state::ApiState;
 
 /// The routes.
-pub fn router() -> Router<ApiState> {
+pub fn router(state: &ApiState) -> Router<ApiState> {
+    let guarded = |route| guard::signed_in(state, route);
     Router::new()
-        .route("/v1/admin/tenants", get(list).post(create))
-        .route("/v1/admin/tenants/{slug}", get(read).patch(update))
+        .route("/v1/admin/tenants", guarded(get(list).post(create)))
+        .route("/v1/admin/tenants/{slug}", guarded(get(read).patch(update)))
         .route(
             "/v1/admin/tenants/{slug}/domains",
-            get(list_domains).post(add_domain),
+            guarded(get(list_domains).post(add_domain)),
         )
         .route(
             "/v1/admin/tenants/{slug}/domains/{domain}",
-            delete(remove_domain),
+            guarded(delete(remove_domain)),
         )
 }
 
