@@ -107,6 +107,9 @@ pub struct Config {
     /// The tenant registry's caches.
     #[serde(default)]
     pub registry: RegistryConfig,
+    /// Rate limits and usage quotas.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// `[upstream]`.
@@ -222,12 +225,169 @@ impl Default for RegistryConfig {
     }
 }
 
-/// `[redis]`.
+/// `[redis]`: one server (`url`) or a Redis Cluster (`cluster_nodes`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://host:port/`.
-    pub url: String,
+    /// `redis://host:port/` of a single server.
+    pub url: Option<String>,
+    /// Seed nodes of a Redis Cluster (`redis://host:port`); the rest are discovered.
+    #[serde(default)]
+    pub cluster_nodes: Vec<String>,
+}
+
+impl RedisConfig {
+    /// The link this section describes.
+    pub fn link(&self) -> Result<crate::redis_link::RedisLink, ConfigError> {
+        match (&self.url, self.cluster_nodes.is_empty()) {
+            (Some(url), true) => crate::redis_link::RedisLink::open(url)
+                .map_err(|reason| invalid("redis.url", reason)),
+            (None, false) => crate::redis_link::RedisLink::open_cluster(&self.cluster_nodes)
+                .map_err(|reason| invalid("redis.cluster_nodes", reason)),
+            _ => Err(invalid(
+                "redis.url",
+                "set exactly one of url and cluster_nodes",
+            )),
+        }
+    }
+}
+
+/// What a limiter does while Redis is down or slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Decide with the in-process limiter (each instance enforces the limit on its own share).
+    Open,
+    /// Refuse the request (503) — for money-moving endpoints that must never exceed a limit.
+    Closed,
+}
+
+/// One tier's quotas; unset fields take the built-in default of the tier.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierQuota {
+    /// API requests per minute (endpoint groups without their own limit).
+    pub requests_per_minute: Option<u64>,
+    /// Payments per UTC month.
+    pub transactions_per_month: Option<u64>,
+}
+
+/// `[limits.tiers]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierQuotas {
+    /// `starter`.
+    pub starter: TierQuota,
+    /// `professional`.
+    pub professional: TierQuota,
+    /// `enterprise`.
+    pub enterprise: TierQuota,
+}
+
+/// `[limits.groups.<name>]`: an endpoint group with its own per-minute window.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLimits {
+    /// Requests per minute for `starter` tenants.
+    pub starter: Option<u64>,
+    /// Requests per minute for `professional` tenants.
+    pub professional: Option<u64>,
+    /// Requests per minute for `enterprise` tenants.
+    pub enterprise: Option<u64>,
+    /// Overrides `limits.failure_mode` for this group.
+    pub failure_mode: Option<FailureMode>,
+}
+
+/// `[limits]`: per-tenant request limits and usage quotas of the HTTP API, and how every
+/// limiter behaves when Redis fails.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// While Redis is down or slow: `open` (default) or `closed`.
+    pub failure_mode: FailureMode,
+    /// How long a limiter waits for Redis, in milliseconds.
+    pub redis_timeout_ms: u64,
+    /// Consecutive Redis failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker skips Redis before trying again, in milliseconds.
+    pub breaker_cooldown_ms: u64,
+    /// Quotas per tier.
+    pub tiers: TierQuotas,
+    /// Endpoint groups with their own limits, by the first path segment after `/v1/`.
+    pub groups: BTreeMap<String, GroupLimits>,
+    /// Days a month's usage is kept in Redis after the month ends.
+    pub usage_retention_days: u32,
+    /// Seconds after a month ends before its totals are snapshotted to MongoDB.
+    pub snapshot_grace_secs: u64,
+    /// Seconds between refreshes of each tenant's `storage_bytes` gauge.
+    pub storage_refresh_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            failure_mode: FailureMode::Open,
+            redis_timeout_ms: 50,
+            breaker_failures: 3,
+            breaker_cooldown_ms: 5_000,
+            tiers: TierQuotas::default(),
+            groups: BTreeMap::new(),
+            usage_retention_days: 90,
+            snapshot_grace_secs: 3_600,
+            storage_refresh_secs: 300,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The quota row of `tier`.
+    fn tier(&self, tier: &str) -> &TierQuota {
+        match tier {
+            "enterprise" => &self.tiers.enterprise,
+            "professional" => &self.tiers.professional,
+            _ => &self.tiers.starter,
+        }
+    }
+
+    /// Requests per minute of `tier` (config, else 60 / 600 / 6,000).
+    pub fn requests_per_minute(&self, tier: &str) -> u64 {
+        self.tier(tier)
+            .requests_per_minute
+            .unwrap_or(match tier {
+                "enterprise" => 6_000,
+                "professional" => 600,
+                _ => 60,
+            })
+    }
+
+    /// Payments per UTC month of `tier` (config, else 1,000 / 50,000 / 1,000,000).
+    pub fn transactions_per_month(&self, tier: &str) -> u64 {
+        self.tier(tier)
+            .transactions_per_month
+            .unwrap_or(match tier {
+                "enterprise" => 1_000_000,
+                "professional" => 50_000,
+                _ => 1_000,
+            })
+    }
+
+    /// The configured per-minute limit of `group` for `tier`, if the group has its own.
+    pub fn group_limit(&self, group: &str, tier: &str) -> Option<u64> {
+        let g = self.groups.get(group)?;
+        match tier {
+            "enterprise" => g.enterprise,
+            "professional" => g.professional,
+            _ => g.starter,
+        }
+    }
+
+    /// The failure mode of `group`.
+    pub fn failure_mode(&self, group: &str) -> FailureMode {
+        self.groups
+            .get(group)
+            .and_then(|g| g.failure_mode)
+            .unwrap_or(self.failure_mode)
+    }
 }
 
 /// `[jwt]`.
@@ -431,6 +591,34 @@ impl Config {
             return Err(invalid(
                 "api.database",
                 format!("{db:?} is not among policy.databases"),
+            ));
+        }
+        if let Some(r) = &self.redis {
+            r.link()?;
+        }
+        for (name, g) in &self.limits.groups {
+            if !is_slug(name) {
+                return Err(invalid(
+                    format!("limits.groups.{name}"),
+                    "group names are the first path segment after /v1/ (lowercase)",
+                ));
+            }
+            if [g.starter, g.professional, g.enterprise].contains(&Some(0)) {
+                return Err(invalid(format!("limits.groups.{name}"), "limits must be positive"));
+            }
+        }
+        for tier in ["starter", "professional", "enterprise"] {
+            if self.limits.requests_per_minute(tier) == 0 {
+                return Err(invalid(
+                    format!("limits.tiers.{tier}.requests_per_minute"),
+                    "must be positive",
+                ));
+            }
+        }
+        if self.limits.redis_timeout_ms == 0 || self.limits.breaker_failures == 0 {
+            return Err(invalid(
+                "limits",
+                "redis_timeout_ms and breaker_failures must be positive",
             ));
         }
         if self.registry.cache_ttl_ms == 0 || self.registry.redis_ttl_secs == 0 {

@@ -54,6 +54,9 @@ struct Client {
     tls: bool,
 }
 
+/// The rate-limit group of proxy commands (`rate_limit:{<tenant>}:proxy_commands`).
+const PROXY_COMMANDS: &str = "proxy_commands";
+
 fn raw(doc: RawDocumentBuf) -> RawDoc {
     RawDoc::from(doc)
 }
@@ -552,10 +555,19 @@ impl Client {
                 ))
             } else {
                 let limits = status.limits;
-                let shared_verdict = match &self.shared.shared_rate {
-                    Some(r) => r.admit(tenant.as_str(), limits.commands_per_second).await,
-                    None => None,
-                };
+                let shared_verdict = self
+                    .shared
+                    .rate_limiter
+                    .check_shared(&crate::ratelimit::Check {
+                        tenant: tenant.as_str(),
+                        group: PROXY_COMMANDS,
+                        limit: u64::from(limits.commands_per_second),
+                        window: std::time::Duration::from_secs(1),
+                        mode: crate::ratelimit::FailureMode::Open,
+                        usage: &[],
+                    })
+                    .await
+                    .map(|v| v.admitted);
                 let admitted = match shared_verdict {
                     Some(false) => Err(crate::limits::Exceeded::Rate),
                     Some(true) => self

@@ -20,6 +20,7 @@ pub mod handshake;
 pub mod limits;
 pub mod metrics;
 pub mod net;
+pub mod ratelimit;
 pub mod redis_link;
 pub mod registry;
 pub mod reply;
@@ -27,7 +28,6 @@ pub mod scoped;
 pub mod scoped_collection;
 mod server;
 pub mod sessions;
-pub mod shared_rate;
 pub mod tls;
 pub mod upstream;
 

@@ -1,16 +1,21 @@
-//! One lazily connected, self-healing link to Redis, shared by everything that uses it (the
-//! shared rate limiter, the tenant cache, the API's limits and metering).
+//! One lazily connected, self-healing link to Redis — a single server or a Redis Cluster —
+//! shared by everything that uses it (the rate limiter, the tenant cache, usage metering).
 //!
 //! Redis is an accelerator and a coordinator, never a dependency that can stop traffic: the
 //! link connects on first use (a Redis that is down at start-up does not stop tenantgate),
 //! every call has a tight timeout, a lost Redis is dialled again at most every few seconds, and
 //! each change between "up" and "down" is logged once, not per request. Callers decide what a
 //! failed call means (fail open, fall back to the database, or refuse).
+//!
+//! Every key tenantgate writes carries a hash tag (`{bank1}`), so the keys one script touches
+//! live in one cluster slot and the same code runs against one server or a cluster.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 /// How often a lost Redis is dialled again.
 const RECONNECT_EVERY: Duration = Duration::from_secs(5);
@@ -31,10 +36,65 @@ pub enum RedisError {
     Failed(String),
 }
 
+/// A connection handed to a call: to one server or to a cluster. Cheap to clone (both are
+/// multiplexed handles).
+#[derive(Clone)]
+pub enum RedisConn {
+    /// A single server.
+    Single(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RedisConn::Single(_) => "RedisConn::Single",
+            RedisConn::Cluster(_) => "RedisConn::Cluster",
+        })
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+enum Target {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
 /// The shared link.
 pub struct RedisLink {
-    client: redis::Client,
-    conn: tokio::sync::Mutex<(Option<ConnectionManager>, Option<tokio::time::Instant>)>,
+    target: Target,
+    /// A plain client for pub/sub (a cluster broadcasts PUBLISH to every node, so subscribing
+    /// to one seed node hears all of them).
+    pubsub: redis::Client,
+    conn: tokio::sync::Mutex<(Option<RedisConn>, Option<tokio::time::Instant>)>,
     /// Set while Redis is failing; flips are logged once.
     degraded: AtomicBool,
     /// Calls that failed (for `/metrics`).
@@ -44,26 +104,51 @@ pub struct RedisLink {
 impl std::fmt::Debug for RedisLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLink")
+            .field(
+                "cluster",
+                &matches!(self.target, Target::Cluster(_)),
+            )
             .field("degraded", &self.degraded.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
 impl RedisLink {
-    /// A link to `url` (parsed now, connected on first use).
+    /// A link to one server at `url` (parsed now, connected on first use).
     pub fn open(url: &str) -> Result<RedisLink, String> {
         let client = redis::Client::open(url).map_err(|e| format!("redis.url: {e}"))?;
-        Ok(RedisLink {
-            client,
+        Ok(Self::with(Target::Single(client.clone()), client))
+    }
+
+    /// A link to the Redis Cluster seeded by `nodes` (parsed now, connected on first use).
+    pub fn open_cluster(nodes: &[String]) -> Result<RedisLink, String> {
+        let first = nodes
+            .first()
+            .ok_or_else(|| "redis.cluster_nodes: at least one node".to_owned())?;
+        let pubsub =
+            redis::Client::open(first.as_str()).map_err(|e| format!("redis.cluster_nodes: {e}"))?;
+        let cluster = redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+            .connection_timeout(DIAL_TIMEOUT)
+            .response_timeout(Duration::from_secs(1))
+            .retries(1)
+            .build()
+            .map_err(|e| format!("redis.cluster_nodes: {e}"))?;
+        Ok(Self::with(Target::Cluster(cluster), pubsub))
+    }
+
+    fn with(target: Target, pubsub: redis::Client) -> RedisLink {
+        RedisLink {
+            target,
+            pubsub,
             conn: tokio::sync::Mutex::new((None, None)),
             degraded: AtomicBool::new(false),
             failures: AtomicU64::new(0),
-        })
+        }
     }
 
-    /// The client, for connections that cannot be multiplexed (pub/sub).
+    /// A plain client for connections that cannot be multiplexed (pub/sub).
     pub fn client(&self) -> &redis::Client {
-        &self.client
+        &self.pubsub
     }
 
     /// Whether the last call failed.
@@ -76,7 +161,7 @@ impl RedisLink {
         self.failures.load(Ordering::Relaxed)
     }
 
-    async fn connection(&self) -> Option<ConnectionManager> {
+    async fn connection(&self) -> Option<RedisConn> {
         let mut guard = self.conn.lock().await;
         if let Some(c) = &guard.0 {
             return Some(c.clone());
@@ -89,21 +174,33 @@ impl RedisLink {
             return None;
         }
         guard.1 = Some(now);
-        let dial = ConnectionManager::new(self.client.clone());
-        match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
-            Ok(Ok(c)) => {
-                guard.0 = Some(c.clone());
-                Some(c)
+        let dialled = match &self.target {
+            Target::Single(client) => {
+                tokio::time::timeout(DIAL_TIMEOUT, ConnectionManager::new(client.clone()))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(RedisConn::Single)
             }
-            _ => None,
+            Target::Cluster(client) => {
+                tokio::time::timeout(DIAL_TIMEOUT * 2, client.get_async_connection())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(RedisConn::Cluster)
+            }
+        };
+        if let Some(c) = &dialled {
+            guard.0 = Some(c.clone());
         }
+        dialled
     }
 
     /// Runs `f` on the shared connection within `timeout`. Failures are counted and the first
     /// one after a success (and the first success after failures) is logged.
     pub async fn call<T, F, Fut>(&self, timeout: Duration, f: F) -> Result<T, RedisError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(RedisConn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let result = match tokio::time::timeout(timeout, self.connection()).await {

@@ -18,6 +18,7 @@ use crate::cursors::CursorRegistry;
 use crate::error::ProxyError;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use crate::redis_link::RedisLink;
 use crate::registry::Registry;
 use crate::scoped::Engine;
@@ -120,7 +121,7 @@ pub(crate) struct Shared {
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<Metrics>,
     pub jwt: Option<Arc<crate::auth::jwt::JwtVerifier>>,
-    pub shared_rate: Option<crate::shared_rate::SharedRate>,
+    pub rate_limiter: Arc<RateLimiter>,
     pub failures: Failures,
     pub next_connection_id: AtomicI64,
     pub next_reply_id: AtomicI32,
@@ -153,6 +154,8 @@ pub struct Services {
     pub jwt: Option<Arc<crate::auth::jwt::JwtVerifier>>,
     /// The Redis link, when configured.
     pub redis: Option<Arc<RedisLink>>,
+    /// The rate limiter (shared windows in Redis, in-process fallback).
+    pub rate_limiter: Arc<RateLimiter>,
     /// The in-process policy path for tenant-scoped data access.
     pub engine: Arc<Engine>,
 }
@@ -177,15 +180,10 @@ impl Proxy {
             .transpose()?
             .map(Arc::new);
         let redis = match &config.redis {
-            Some(r) => Some(Arc::new(RedisLink::open(&r.url).map_err(|reason| {
-                ProxyError::Config(crate::config::ConfigError::Invalid {
-                    key: "redis.url".into(),
-                    reason,
-                })
-            })?)),
+            Some(r) => Some(Arc::new(r.link()?)),
             None => None,
         };
-        let shared_rate = redis.clone().map(crate::shared_rate::SharedRate::new);
+        let rate_limiter = Arc::new(RateLimiter::new(redis.clone(), &config.limits));
         let tls = match (&config.proxy.tls_cert_file, &config.proxy.tls_key_file) {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
@@ -239,6 +237,7 @@ impl Proxy {
             jwt: jwt.clone(),
             redis,
             engine,
+            rate_limiter: rate_limiter.clone(),
         };
         let shared = Arc::new(Shared {
             config,
@@ -253,7 +252,7 @@ impl Proxy {
             limiter: Arc::new(Limiter::default()),
             metrics,
             jwt,
-            shared_rate,
+            rate_limiter,
             failures: Failures::default(),
             next_connection_id: AtomicI64::new(1),
             next_reply_id: AtomicI32::new(1),

@@ -83,6 +83,9 @@ pub struct LimitOverrides {
     /// Proxy commands in flight at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<u32>,
+    /// API requests per minute of single endpoint groups (`{"payments": 120}`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub groups: std::collections::BTreeMap<String, u64>,
 }
 
 /// One document of the `tenants` collection.

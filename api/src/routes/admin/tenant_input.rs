@@ -29,6 +29,7 @@ const LIMITS: &[&str] = &[
     "commandsPerSecond",
     "connections",
     "inFlight",
+    "groups",
 ];
 
 /// Collected field errors.
@@ -131,6 +132,23 @@ fn limit(key: &str, v: &Value, errors: &mut Errors) -> Option<i64> {
             None
         }
     }
+}
+
+/// `limits.groups`: endpoint group → requests per minute.
+fn groups(v: &Value, errors: &mut Errors) -> Option<std::collections::BTreeMap<String, u64>> {
+    let o = object(v, "limits.groups", errors)?;
+    let mut out = std::collections::BTreeMap::new();
+    for (name, n) in o {
+        if !is_slug(name) {
+            errors.push(
+                format!("limits.groups.{name}"),
+                "group names are the first path segment after /v1/ (lowercase)",
+            );
+        } else if let Some(n) = limit(&format!("groups.{name}"), n, errors) {
+            out.insert(name.clone(), n as u64);
+        }
+    }
+    Some(out)
 }
 
 fn object<'a>(v: &'a Value, field: &str, errors: &mut Errors) -> Option<&'a Map<String, Value>> {
@@ -264,6 +282,10 @@ pub fn create(body: &Map<String, Value>, base_domains: &[String]) -> Result<Tena
                 errors.push(format!("limits.{k}"), "is not a limit");
                 continue;
             }
+            if k == "groups" {
+                limits.groups = groups(v, &mut errors).unwrap_or_default();
+                continue;
+            }
             let n = limit(k, v, &mut errors);
             let small = n.and_then(|n| u32::try_from(n).ok());
             match k.as_str() {
@@ -377,7 +399,19 @@ pub fn patch(body: &Map<String, Value>, base_domains: &[String]) -> Result<Patch
                 &mut set,
                 &mut unset,
                 &mut errors,
-                &mut |k, v, e| limit(k, v, e).map(Bson::Int64),
+                &mut |k, v, e| {
+                    if k == "groups" {
+                        groups(v, e).map(|g| {
+                            Bson::Document(
+                                g.into_iter()
+                                    .map(|(k, n)| (k, Bson::Int64(n as i64)))
+                                    .collect(),
+                            )
+                        })
+                    } else {
+                        limit(k, v, e).map(Bson::Int64)
+                    }
+                },
             ),
             "slug" => errors.push(
                 "slug",

@@ -1,0 +1,73 @@
+//! The sliding-window-log script: one atomic Redis call per request that trims the window,
+//! counts, admits or refuses, and — only when it admits — records the request in the window
+//! and adds the request's usage to the tenant's month.
+//!
+//! The window is a sorted set scored by milliseconds (`rate_limit:{bank1}:payments`). Only
+//! admitted requests are added: a client retrying against a full window does not push its own
+//! reset further away. Members are `<ms>:<instance id>:<sequence>`, unique even when two
+//! requests share a millisecond. Time is Redis' `TIME`, so instances with skewed clocks agree;
+//! tests may inject a time instead.
+//!
+//! Usage goes to the month hash of Redis' clock. The caller passes the hashes of the month
+//! before, the month of, and the month after its own clock (`usage:{bank1}:2026-11`…), all in
+//! the tenant's slot, and the script picks the one its clock says — so a request at
+//! 23:59:59.999 on the last day counts in that month whatever the API server's clock says.
+
+/// The Lua source. KEYS: [1] window; [2..4] usage hashes (previous, current, next month; all
+/// three or none). ARGV: [1] limit, [2] window ms, [3] member suffix, [4] injected now ms or
+/// empty, [5..7] the three months' names, [8..10] their expiry (Unix seconds), [11..] field /
+/// increment pairs. Returns `{admitted, remaining, reset_ms, now_ms, month}`.
+pub const SOURCE: &str = r#"
+local function month_of(ms)
+  local z = math.floor(ms / 86400000) + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d', y, m)
+end
+
+local now
+if ARGV[4] ~= '' then
+  now = tonumber(ARGV[4])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+local admitted = 0
+if count < limit then
+  redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[3])
+  count = count + 1
+  admitted = 1
+end
+redis.call('PEXPIRE', KEYS[1], window)
+local reset = window
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if oldest[2] then
+  reset = tonumber(oldest[2]) + window - now
+end
+local month = ''
+if #KEYS >= 4 then
+  month = month_of(now)
+  if admitted == 1 then
+    for i = 1, 3 do
+      if ARGV[4 + i] == month then
+        local key = KEYS[1 + i]
+        for j = 11, #ARGV, 2 do
+          redis.call('HINCRBY', key, ARGV[j], ARGV[j + 1])
+        end
+        redis.call('EXPIREAT', key, ARGV[7 + i])
+      end
+    end
+  end
+end
+return {admitted, limit - count, reset, now, month}
+"#;
