@@ -666,7 +666,6 @@ fn api_origin() -> Origin {
 }
 
 #[tokio::test]
-#[ignore = "BUG: ScopedDb checks cursor ownership for getMore only; killCursors on another tenant's cursor is forwarded and kills it"]
 async fn a_handle_cannot_kill_another_tenants_cursor() {
     bounded("a_handle_cannot_kill_another_tenants_cursor", async {
         let (api, db) = start("scoped_kill").await;
@@ -700,7 +699,6 @@ async fn a_handle_cannot_kill_another_tenants_cursor() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: ScopedDb refuses getMore on a cursor it did not open without an audit event, unlike the proxy and unlike DbError::Rejected's documented contract"]
 async fn a_foreign_cursor_probe_is_audited() {
     bounded("a_foreign_cursor_probe_is_audited", async {
         let (api, _db) = start("scoped_probe_audit").await;
