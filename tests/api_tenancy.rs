@@ -9,9 +9,9 @@
 //! carrying the request id; and the admin tenant endpoints validate, conflict, page, and change
 //! what resolution sees at once (no cache TTL to wait for).
 //!
-//! The Redis cache of the registry is shared by every test (its keys do not name the
-//! registry database), so tests that change a tenant change one they created with a slug and
-//! domain no other test or run uses; bank1 and bank2 are only read.
+//! Every test has its own registry database (and so its own Redis namespace); tests that change
+//! a tenant still change one they created with a unique slug and domain, and only read bank1
+//! and bank2, so a failure points at one test.
 
 mod common;
 

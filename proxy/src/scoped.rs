@@ -15,7 +15,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use bson::{Bson, Document, RawDocumentBuf};
-use tenantgate_policy::{Context, Decision, PolicyConfig, Principal, Rule, TenantId, decide};
+use tenantgate_policy::{
+    AuditKind, AuditRecord, Context, Decision, PolicyConfig, Principal, Rule, TenantId, decide,
+};
 use tenantgate_wire::{Message, MsgFlags, OpMsg, Payload, RawDoc, Section};
 
 use crate::audit::{AuditSink, Origin};
@@ -196,19 +198,27 @@ impl ScopedDb {
         {
             return Err(DbError::TenantInactive(tenant.as_str().to_owned()));
         }
-        if name == "getMore" {
-            let id = command.get_i64("getMore").unwrap_or(0);
-            let owned = self
-                .cursors
-                .lock()
-                .map(|c| c.contains(&id))
-                .unwrap_or(false);
-            if !owned {
-                return Err(DbError::Rejected {
+        if let Some(foreign) = self.foreign_cursor(&name, &command) {
+            let message = format!("cursor {foreign} was not opened by this handle");
+            self.engine.audit.record_from(
+                &AuditRecord {
+                    kind: AuditKind::Rejection,
                     rule: Rule::CursorNotOwned,
-                    message: "the cursor was not opened by this handle".into(),
-                });
-            }
+                    principal: self.principal.name.clone(),
+                    tenant: self.tenant().map(str::to_owned),
+                    database: Some(self.database.clone()),
+                    collection: None,
+                    command: name.clone(),
+                    message: message.clone(),
+                    shape: bson::doc! { name.as_str(): "<long>" },
+                },
+                &self.origin,
+            );
+            self.engine.metrics.rejection(Rule::CursorNotOwned);
+            return Err(DbError::Rejected {
+                rule: Rule::CursorNotOwned,
+                message,
+            });
         }
         let raw =
             RawDocumentBuf::try_from(&command).map_err(|e| DbError::Invalid(e.to_string()))?;
@@ -265,6 +275,20 @@ impl ScopedDb {
         }
         self.track(&name, &command, &reply);
         Ok(reply)
+    }
+
+    /// A cursor id `getMore` / `killCursors` names that this handle did not open.
+    fn foreign_cursor(&self, name: &str, command: &Document) -> Option<i64> {
+        let ids: Vec<i64> = match name {
+            "getMore" => vec![command.get_i64("getMore").unwrap_or(0)],
+            "killCursors" => command
+                .get_array("cursors")
+                .map(|a| a.iter().map(|b| b.as_i64().unwrap_or(0)).collect())
+                .unwrap_or_default(),
+            _ => return None,
+        };
+        let owned = self.cursors.lock().ok()?;
+        ids.into_iter().find(|id| !owned.contains(id))
     }
 
     fn track(&self, name: &str, command: &Document, reply: &Document) {
