@@ -150,7 +150,7 @@ impl RateLimiter {
         let id: [u8; 6] = rand::random();
         RateLimiter {
             redis,
-            script: redis::Script::new(script::SOURCE),
+            script: redis::Script::new(&format!("{}{}", script::MONTH_OF, script::SOURCE)),
             breaker: Breaker::new(
                 config.breaker_failures,
                 Duration::from_millis(config.breaker_cooldown_ms),

@@ -13,11 +13,9 @@
 //! the tenant's slot, and the script picks the one its clock says — so a request at
 //! 23:59:59.999 on the last day counts in that month whatever the API server's clock says.
 
-/// The Lua source. KEYS: [1] window; [2..4] usage hashes (previous, current, next month; all
-/// three or none). ARGV: [1] limit, [2] window ms, [3] member suffix, [4] injected now ms or
-/// empty, [5..7] the three months' names, [8..10] their expiry (Unix seconds), [11..] field /
-/// increment pairs. Returns `{admitted, remaining, reset_ms, now_ms, month}`.
-pub const SOURCE: &str = r#"
+/// `month_of(ms)`: the `YYYY-MM` of a Unix millisecond, UTC (civil-from-days, as
+/// [`Period::of_millis`](super::Period::of_millis)). Prepended to the scripts that need it.
+pub const MONTH_OF: &str = r#"
 local function month_of(ms)
   local z = math.floor(ms / 86400000) + 719468
   local era = math.floor(z / 146097)
@@ -31,6 +29,13 @@ local function month_of(ms)
   return string.format('%04d-%02d', y, m)
 end
 
+"#;
+
+/// The Lua body (run after [`MONTH_OF`]). KEYS: [1] window; [2..4] usage hashes (previous, current, next month; all
+/// three or none). ARGV: [1] limit, [2] window ms, [3] member suffix, [4] injected now ms or
+/// empty, [5..7] the three months' names, [8..10] their expiry (Unix seconds), [11..] field /
+/// increment pairs. Returns `{admitted, remaining, reset_ms, now_ms, month}`.
+pub const SOURCE: &str = r#"
 local now
 if ARGV[4] ~= '' then
   now = tonumber(ARGV[4])

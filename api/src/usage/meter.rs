@@ -1,0 +1,401 @@
+//! Usage metering: one Redis hash per tenant per UTC month, `usage:{bank1}:2026-11`, with the
+//! fields `api_calls`, `transactions`, `storage_bytes` and `bandwidth_bytes`, kept
+//! `limits.usage_retention_days` after the month ends.
+//!
+//! `api_calls` (and the request body's bytes) are added by the limiter's script in the same
+//! round trip that admits the request. What cannot go there — response bytes, which are only
+//! known after the handler ran, and every increment made while Redis is down — is buffered here
+//! and flushed every second. A failed flush keeps the increments and retries: usage is
+//! reconciled when Redis returns, never silently dropped; only a buffer overflow (more than
+//! [`MAX_PENDING`] distinct tenant-months waiting) drops, and that is counted and logged.
+//!
+//! `transactions` counts a payment once per idempotency key (a marker key set with `NX` in the
+//! same script); `storage_bytes` is a gauge, overwritten with the latest measurement.
+//!
+//! Without Redis, totals live in this process only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::Value;
+use sha2::{Digest, Sha256};
+use tenantgate_proxy::ratelimit::{Clock, Period, RateLimiter, script};
+use tenantgate_proxy::redis_link::{RedisError, RedisLink};
+
+/// Tenant-months waiting to be flushed before new ones are dropped.
+pub const MAX_PENDING: usize = 100_000;
+/// How long a payment's idempotency marker is kept for counting.
+const MARKER_TTL: Duration = Duration::from_secs(35 * 86_400);
+/// Redis must answer a metering call within this.
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A metered quantity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// Admitted API requests.
+    ApiCalls,
+    /// Payments (once per idempotency key).
+    Transactions,
+    /// Request and response body bytes.
+    BandwidthBytes,
+}
+
+impl Field {
+    /// The hash field.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Field::ApiCalls => "api_calls",
+            Field::Transactions => "transactions",
+            Field::BandwidthBytes => "bandwidth_bytes",
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Field::ApiCalls => 0,
+            Field::Transactions => 1,
+            Field::BandwidthBytes => 2,
+        }
+    }
+
+    const ALL: [Field; 3] = [Field::ApiCalls, Field::Transactions, Field::BandwidthBytes];
+}
+
+/// One tenant's usage in one month.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Admitted API requests.
+    pub api_calls: i64,
+    /// Payments.
+    pub transactions: i64,
+    /// Latest storage measurement.
+    pub storage_bytes: i64,
+    /// Request and response body bytes.
+    pub bandwidth_bytes: i64,
+}
+
+impl Totals {
+    fn add(&mut self, counts: &[i64; 3]) {
+        self.api_calls += counts[0];
+        self.transactions += counts[1];
+        self.bandwidth_bytes += counts[2];
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Increments written to Redis by flushes.
+    pub flushed: AtomicU64,
+    /// Flushes that failed (their increments were kept).
+    pub flush_failures: AtomicU64,
+    /// Increments dropped because the buffer was full.
+    pub dropped: AtomicU64,
+}
+
+/// The meter.
+#[derive(Debug)]
+pub struct Meter {
+    link: Option<Arc<RedisLink>>,
+    /// Increments not yet in Redis (with Redis), or all totals (without).
+    pending: Mutex<HashMap<(String, Period), [i64; 3]>>,
+    /// Storage gauges when there is no Redis.
+    storage: Mutex<HashMap<(String, Period), i64>>,
+    retention_days: u32,
+    transaction: redis::Script,
+    clock: Clock,
+    stats: Stats,
+}
+
+fn key(tenant: &str, period: Period) -> String {
+    RateLimiter::usage_key(tenant, period)
+}
+
+const TRANSACTION: &str = r#"
+local now
+if ARGV[3] ~= '' then
+  now = tonumber(ARGV[3])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local month = month_of(now)
+if ARGV[1] == '1' then
+  if not redis.call('SET', KEYS[1], month, 'NX', 'PX', ARGV[2]) then
+    return {0, redis.call('GET', KEYS[1]) or month}
+  end
+end
+for i = 1, 3 do
+  if ARGV[3 + i] == month then
+    redis.call('HINCRBY', KEYS[1 + i], 'transactions', 1)
+    redis.call('EXPIREAT', KEYS[1 + i], ARGV[6 + i])
+  end
+end
+return {1, month}
+"#;
+
+fn parse_totals(map: &HashMap<String, i64>) -> Totals {
+    let get = |k: &str| map.get(k).copied().unwrap_or(0);
+    Totals {
+        api_calls: get("api_calls"),
+        transactions: get("transactions"),
+        storage_bytes: get("storage_bytes"),
+        bandwidth_bytes: get("bandwidth_bytes"),
+    }
+}
+
+impl Meter {
+    /// A meter writing to `link` (or in process without it), on the limiter's `clock`.
+    pub fn new(link: Option<Arc<RedisLink>>, retention_days: u32, clock: Clock) -> Meter {
+        Meter {
+            link,
+            pending: Mutex::new(HashMap::new()),
+            storage: Mutex::new(HashMap::new()),
+            retention_days,
+            transaction: redis::Script::new(&format!("{}{TRANSACTION}", script::MONTH_OF)),
+            clock,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Distinct tenant-months waiting for Redis.
+    pub fn pending_keys(&self) -> usize {
+        if self.link.is_none() {
+            return 0;
+        }
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// The month "now" falls in, by the meter's clock read locally.
+    pub fn current_period(&self) -> Period {
+        Period::of_millis(self.clock.local_millis())
+    }
+
+    /// Adds `n` of `field` to `tenant`'s `period`, through the buffer.
+    pub fn add(&self, tenant: &str, period: Period, field: Field, n: i64) {
+        if n == 0 {
+            return;
+        }
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        let k = (tenant.to_owned(), period);
+        if !pending.contains_key(&k) && pending.len() >= MAX_PENDING {
+            let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::error!(target: "tenantgate::usage", dropped, "usage buffer full; increments dropped");
+            }
+            return;
+        }
+        pending.entry(k).or_default()[field.index()] += n;
+    }
+
+    /// Writes buffered increments to Redis; on failure they stay buffered for the next flush.
+    pub async fn flush(&self) -> Result<(), RedisError> {
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        let batch: Vec<((String, Period), [i64; 3])> = match self.pending.lock() {
+            Ok(mut p) => p.drain().collect(),
+            Err(_) => return Ok(()),
+        };
+        let mut result = Ok(());
+        let mut failed = Vec::new();
+        for ((tenant, period), counts) in batch {
+            if result.is_err() {
+                failed.push(((tenant, period), counts));
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            let k = key(&tenant, period);
+            for f in Field::ALL {
+                if counts[f.index()] != 0 {
+                    pipe.hincr(&k, f.as_str(), counts[f.index()]).ignore();
+                }
+            }
+            pipe.expire_at(&k, period.expire_at_secs(self.retention_days))
+                .ignore();
+            let written = link
+                .call(TIMEOUT, move |mut c| async move {
+                    pipe.query_async::<()>(&mut c).await
+                })
+                .await;
+            match written {
+                Ok(()) => {
+                    let n: i64 = counts.iter().filter(|c| **c != 0).count() as i64;
+                    self.stats.flushed.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
+                    failed.push(((tenant, period), counts));
+                    result = Err(e);
+                }
+            }
+        }
+        if !failed.is_empty()
+            && let Ok(mut p) = self.pending.lock()
+        {
+            for (k, counts) in failed {
+                let slot = p.entry(k).or_default();
+                for (s, c) in slot.iter_mut().zip(counts) {
+                    *s += c;
+                }
+            }
+        }
+        result
+    }
+
+    /// Flushes every second until the meter is dropped elsewhere (holds a weak reference).
+    pub fn spawn_flusher(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(meter) = weak.upgrade() else {
+                    return;
+                };
+                let _ = meter.flush().await;
+            }
+        });
+    }
+
+    /// Counts one payment for `tenant`, once per `idempotency_key` (a retry with the same key
+    /// counts nothing). Returns whether it counted and the month it counted in.
+    pub async fn transaction(
+        &self,
+        tenant: &str,
+        idempotency_key: Option<&str>,
+    ) -> (bool, Period) {
+        let here = self.current_period();
+        let Some(link) = &self.link else {
+            self.add(tenant, here, Field::Transactions, 1);
+            return (true, here);
+        };
+        let marker = match idempotency_key {
+            Some(k) => {
+                let digest = Sha256::digest(k.as_bytes());
+                let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+                format!("usage_txn:{{{tenant}}}:{hex}")
+            }
+            None => format!("usage_txn:{{{tenant}}}:-"),
+        };
+        let months = [here.prev(), here, here.next()];
+        let mut inv = self.transaction.prepare_invoke();
+        inv.key(marker);
+        for m in months {
+            inv.key(key(tenant, m));
+        }
+        inv.arg(if idempotency_key.is_some() { "1" } else { "0" })
+            .arg(u64::try_from(MARKER_TTL.as_millis()).unwrap_or(u64::MAX))
+            .arg(
+                match &self.clock {
+                    Clock::Fixed(ms) => ms.load(Ordering::Relaxed).to_string(),
+                    Clock::Redis => String::new(),
+                },
+            );
+        for m in months {
+            inv.arg(m.to_string());
+        }
+        for m in months {
+            inv.arg(m.expire_at_secs(self.retention_days));
+        }
+        let reply = link
+            .call(TIMEOUT, move |mut c| async move {
+                inv.invoke_async::<Vec<Value>>(&mut c).await
+            })
+            .await;
+        match reply {
+            Ok(v) => {
+                let counted = matches!(v.first(), Some(Value::Int(1)));
+                let period = match v.get(1) {
+                    Some(Value::BulkString(b)) => Period::parse(&String::from_utf8_lossy(b)),
+                    _ => None,
+                }
+                .unwrap_or(here);
+                if counted && !months.contains(&period) {
+                    self.add(tenant, period, Field::Transactions, 1);
+                }
+                (counted, period)
+            }
+            Err(e) => {
+                // Counted locally and reconciled later; a retry during the outage may count
+                // twice, which is logged so billing can review it.
+                tracing::warn!(target: "tenantgate::usage", tenant, error = %e, "transaction counted in the local buffer while Redis is unavailable");
+                self.add(tenant, here, Field::Transactions, 1);
+                (true, here)
+            }
+        }
+    }
+
+    /// Sets `tenant`'s `storage_bytes` gauge for `period`.
+    pub async fn set_storage(&self, tenant: &str, period: Period, bytes: i64) -> Result<(), RedisError> {
+        let Some(link) = &self.link else {
+            if let Ok(mut s) = self.storage.lock() {
+                s.insert((tenant.to_owned(), period), bytes);
+            }
+            return Ok(());
+        };
+        let k = key(tenant, period);
+        let expire = period.expire_at_secs(self.retention_days);
+        link.call(TIMEOUT, move |mut c| async move {
+            redis::pipe()
+                .atomic()
+                .hset(&k, "storage_bytes", bytes)
+                .ignore()
+                .expire_at(&k, expire)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// `tenant`'s totals for `period`: what Redis holds plus what this instance has not flushed
+    /// yet. `Ok(None)` when nothing was ever recorded (or it has expired).
+    pub async fn read(&self, tenant: &str, period: Period) -> Result<Option<Totals>, RedisError> {
+        let buffered = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&(tenant.to_owned(), period)).copied());
+        let Some(link) = &self.link else {
+            let storage = self
+                .storage
+                .lock()
+                .ok()
+                .and_then(|s| s.get(&(tenant.to_owned(), period)).copied());
+            if buffered.is_none() && storage.is_none() {
+                return Ok(None);
+            }
+            let mut t = Totals {
+                storage_bytes: storage.unwrap_or(0),
+                ..Totals::default()
+            };
+            t.add(&buffered.unwrap_or_default());
+            return Ok(Some(t));
+        };
+        let k = key(tenant, period);
+        let map: HashMap<String, i64> = link
+            .call(TIMEOUT, move |mut c| async move {
+                redis::cmd("HGETALL").arg(&k).query_async(&mut c).await
+            })
+            .await?;
+        if map.is_empty() && buffered.is_none() {
+            return Ok(None);
+        }
+        let mut t = parse_totals(&map);
+        t.add(&buffered.unwrap_or_default());
+        Ok(Some(t))
+    }
+}
