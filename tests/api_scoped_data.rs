@@ -232,8 +232,8 @@ async fn seed(db: &str, live: &[(&str, usize)]) {
         .expect("seed payments");
 }
 
-/// A request with `X-Tenant-ID: tenant`.
-fn as_tenant(
+/// A request with `X-Tenant-ID: tenant` and no token.
+fn with_tenant_header(
     http: &reqwest::Client,
     method: reqwest::Method,
     api: &TestApi,
@@ -242,6 +242,19 @@ fn as_tenant(
 ) -> reqwest::RequestBuilder {
     http.request(method, api.url(path))
         .header("x-tenant-id", tenant)
+}
+
+/// A request of a teller of `tenant`: `X-Tenant-ID` and a token naming the same tenant (tenant
+/// data needs a token that names the tenant).
+fn as_tenant(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    api: &TestApi,
+    path: &str,
+    tenant: &str,
+) -> reqwest::RequestBuilder {
+    with_tenant_header(http, method, api, path, tenant)
+        .bearer_auth(jwt(json!({ "sub": "teller", "tenantId": tenant })))
 }
 
 /// The status, `X-Request-Id` and JSON body of a response.
@@ -309,9 +322,37 @@ async fn a_careless_read_sees_only_the_request_tenants_live_documents() {
             .await;
             assert_eq!(status, StatusCode::OK, "{body}");
             assert_eq!(refs(&body), set(&["bank1-0", "bank1-1", "bank1-2"]));
+
             for d in body["docs"].as_array().expect("docs") {
                 assert_eq!(d["tenantId"], "bank1", "{d}");
             }
+
+            // Tenant data needs a token naming the tenant: a header alone, or a token of
+            // another kind, reaches nothing.
+            let (status, _, body) = read(with_tenant_header(
+                &http,
+                reqwest::Method::GET,
+                &api,
+                "/v1/careless",
+                "bank1",
+            ))
+            .await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some("authentication_required")),
+                "{body}"
+            );
+            let auditor = jwt(json!({ "sub": "audit", "roles": ["security_auditor"] }));
+            let (status, _, body) = read(
+                with_tenant_header(&http, reqwest::Method::GET, &api, "/v1/careless", "bank1")
+                    .bearer_auth(&auditor),
+            )
+            .await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("tenant_access_denied")),
+                "{body}"
+            );
 
             // The same handler for bank2, named by its token this time.
             let token = jwt(json!({ "sub": "teller", "tenantId": "bank2" }));
@@ -531,7 +572,7 @@ async fn the_bypass_handle_is_for_super_admin_only_and_audits_every_command() {
                 "{body}"
             );
 
-            let (status, _, body) = read(as_tenant(
+            let (status, _, body) = read(with_tenant_header(
                 &http,
                 reqwest::Method::GET,
                 &api,
@@ -547,7 +588,7 @@ async fn the_bypass_handle_is_for_super_admin_only_and_audits_every_command() {
 
             let teller = jwt(json!({ "sub": "teller", "tenantId": "bank1" }));
             let (status, _, body) = read(
-                as_tenant(&http, reqwest::Method::GET, &api, "/v1/admin-all", "bank1")
+                with_tenant_header(&http, reqwest::Method::GET, &api, "/v1/admin-all", "bank1")
                     .bearer_auth(&teller),
             )
             .await;
@@ -559,7 +600,7 @@ async fn the_bypass_handle_is_for_super_admin_only_and_audits_every_command() {
 
             let root = jwt(json!({ "sub": "root", "roles": ["super_admin"] }));
             let (status, request_id, body) = read(
-                as_tenant(&http, reqwest::Method::GET, &api, "/v1/admin-all", "bank1")
+                with_tenant_header(&http, reqwest::Method::GET, &api, "/v1/admin-all", "bank1")
                     .bearer_auth(&root),
             )
             .await;
@@ -576,7 +617,15 @@ async fn the_bypass_handle_is_for_super_admin_only_and_audits_every_command() {
             );
             assert_eq!(body["count"], 4, "{body}");
 
-            let events = audit_events(&api, doc! { "requestId": &request_id }, 2).await;
+            let acting =
+                audit_events(&api, doc! { "requestId": &request_id, "rule": "act_as" }, 1).await;
+            assert_eq!(
+                acting.len(),
+                1,
+                "the super_admin's tenant route is audited as acting as bank1: {acting:?}"
+            );
+            let events =
+                audit_events(&api, doc! { "requestId": &request_id, "rule": "bypass" }, 2).await;
             assert_eq!(
                 events.len(),
                 2,
@@ -593,7 +642,7 @@ async fn the_bypass_handle_is_for_super_admin_only_and_audits_every_command() {
             assert_eq!(commands, set(&["aggregate", "find"]));
 
             // The refused attempts left no bypass event behind.
-            let bypasses = audit_events(&api, doc! { "kind": "bypass" }, 2).await;
+            let bypasses = audit_events(&api, doc! { "kind": "bypass", "rule": "bypass" }, 2).await;
             assert_eq!(bypasses.len(), 2, "{bypasses:?}");
         },
     )

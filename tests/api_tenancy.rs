@@ -707,3 +707,86 @@ async fn custom_domains_are_added_listed_and_removed() {
     let filter = doc! { "kind": "admin", "tenant": "bank2", "message": { "$regex": "removed" } };
     assert_audited(&api, filter, &[("rule", "tenant_admin")]).await;
 }
+
+/// Findings of the security review, each pinned: two `X-Tenant-ID` headers, reserved and
+/// base-label slugs, proxy limits beyond their 32-bit range, an empty PATCH, the domain cap, and
+/// token failure reasons kept from the client.
+#[tokio::test]
+async fn review_findings_stay_fixed() {
+    let api = start().await;
+
+    let r = whoami(&api, &[("x-tenant-id", "bank1"), ("x-tenant-id", "bank2")]).await;
+    assert_problem(&r, 400, "invalid_tenant_id", "/v1/tenant");
+
+    let path = "/v1/admin/tenants";
+    for slug in ["api", "admin", "www"] {
+        let r = admin(
+            &api,
+            "POST",
+            path,
+            json!({ "slug": slug, "name": "Platform" }),
+        )
+        .await;
+        assert_problem(&r, 422, "validation_failed", path);
+        assert_eq!(r.error_fields(), ["slug"], "{slug}: {}", r.body);
+    }
+
+    // 5e9 connections would not fit the stored 32-bit field: refused, never written.
+    let slug = own_tenant(&api, json!({})).await;
+    let tenant_path = format!("/v1/admin/tenants/{slug}");
+    let r = admin(
+        &api,
+        "PATCH",
+        &tenant_path,
+        json!({ "limits": { "connections": 5_000_000_000_u64 } }),
+    )
+    .await;
+    assert_problem(&r, 422, "validation_failed", &tenant_path);
+    assert_eq!(r.error_fields(), ["limits.connections"], "{}", r.body);
+    let r = admin(&api, "GET", &tenant_path, Value::Null).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the tenant is still readable: {}",
+        r.body
+    );
+
+    // An empty merge patch changes nothing, not even updatedAt.
+    let before = r.body["updatedAt"].clone();
+    let r = admin(&api, "PATCH", &tenant_path, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["updatedAt"], before);
+
+    // At most 20 custom domains.
+    let domains: Vec<String> = (0..20).map(|i| format!("d{i}.{slug}.example")).collect();
+    let r = admin(&api, "PATCH", &tenant_path, json!({ "domains": domains })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let domains_path = format!("{tenant_path}/domains");
+    let r = admin(
+        &api,
+        "POST",
+        &domains_path,
+        json!({ "domain": format!("one-more.{slug}.example") }),
+    )
+    .await;
+    assert_problem(&r, 422, "validation_failed", &domains_path);
+
+    // A forged token is refused without saying why (the audit trail has the reason).
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "sub": "mallory", "tenantId": "bank1", "iss": "https://idp.test", "exp": now_secs() + 600 }),
+        &jsonwebtoken::EncodingKey::from_secret(b"not-the-secret-at-all"),
+    )
+    .expect("encodes");
+    let r = whoami(&api, &[("authorization", &bearer(&forged))]).await;
+    assert_problem(&r, 401, "invalid_token", "/v1/tenant");
+    assert_eq!(r.body["detail"], "the bearer token is invalid");
+    let no_issuer = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "sub": "alice", "tenantId": "bank1", "exp": now_secs() + 600 }),
+        &jsonwebtoken::EncodingKey::from_secret(common::JWT_SECRET.as_bytes()),
+    )
+    .expect("encodes");
+    let r = whoami(&api, &[("authorization", &bearer(&no_issuer))]).await;
+    assert_problem(&r, 401, "invalid_token", "/v1/tenant");
+}

@@ -638,6 +638,12 @@ impl Config {
                     format!("{:?} must be a lowercase DNS label", t.slug),
                 ));
             }
+            if crate::registry::RESERVED_SLUGS.contains(&t.slug.as_str()) {
+                return Err(invalid(
+                    "tenants.slug",
+                    format!("{:?} is reserved for the platform's own hosts", t.slug),
+                ));
+            }
             if !seen.insert(&t.slug) {
                 return Err(invalid(
                     "tenants.slug",

@@ -47,25 +47,33 @@ pub async fn authenticate(
     ) {
         request.extensions_mut().insert(super::ClientIp(ip));
     }
-    let verdict = match bearer(&request) {
+    // (code, what the client is told, what the audit trail records)
+    let verdict: Result<Option<Principal>, (&str, &str, String)> = match bearer(&request) {
         None => Ok(None),
         Some(Err(())) => Err((
             "invalid_token",
-            "the Authorization header must be `Bearer <JWT>`".to_owned(),
+            "the Authorization header must be `Bearer <JWT>`",
+            "malformed Authorization header".to_owned(),
         )),
         Some(Ok(token)) => match &state.services().jwt {
             None => Err((
                 "invalid_token",
-                "bearer tokens are not accepted: no [jwt] section is configured".to_owned(),
+                "bearer tokens are not accepted: no [jwt] section is configured",
+                "bearer token without [jwt] configuration".to_owned(),
             )),
             Some(verifier) => match verifier.verify_claims(token) {
                 Ok(p) => Ok(Some(p)),
-                Err(JwtError::Expired) => {
-                    Err(("token_expired", "the bearer token has expired".to_owned()))
-                }
+                Err(JwtError::Expired) => Err((
+                    "token_expired",
+                    "the bearer token has expired",
+                    "expired token".to_owned(),
+                )),
+                // The precise reason (bad signature, wrong issuer…) helps an attacker more
+                // than a client: it goes to the audit trail only.
                 Err(e) => Err((
                     "invalid_token",
-                    format!("the bearer token was refused: {e}"),
+                    "the bearer token is invalid",
+                    e.to_string(),
                 )),
             },
         },
@@ -75,7 +83,7 @@ pub async fn authenticate(
             request.extensions_mut().insert(Caller(principal));
             next.run(request).await
         }
-        Err((code, detail)) => {
+        Err((code, detail, reason)) => {
             let target = format!("{} {}", request.method(), request.uri().path());
             state.services().audit.api_event(
                 &ApiEvent {
@@ -84,7 +92,7 @@ pub async fn authenticate(
                     principal: "anonymous",
                     tenant: None,
                     request: &target,
-                    message: &detail,
+                    message: &reason,
                 },
                 &super::origin_of(request.extensions()),
             );

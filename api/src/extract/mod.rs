@@ -44,21 +44,38 @@ pub fn client_ip(
     if !trusted(peer) {
         return Some(peer);
     }
-    let hops: Vec<IpAddr> = headers
+    let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|h| h.trim().parse().ok())
+        .map(str::trim)
         .collect();
-    Some(
-        hops.iter()
-            .rev()
-            .copied()
-            .find(|ip| !trusted(*ip))
-            .or_else(|| hops.first().copied())
-            .unwrap_or(peer),
-    )
+    // From the right: skip our trusted proxies; the first other hop is the client. A hop that
+    // does not parse ends the walk (everything left of it is unverifiable): the last trusted
+    // address is then the best we know.
+    let mut last = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop) else {
+            return Some(last);
+        };
+        if !trusted(ip) {
+            return Some(ip);
+        }
+        last = ip;
+    }
+    Some(last)
+}
+
+/// One `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]:5678`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = hop.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    None
 }
 
 /// The audit origin of a request.
@@ -100,6 +117,24 @@ mod tests {
         );
         let ip = |s: &str| s.parse::<IpAddr>().ok();
         assert_eq!(client_ip(ip("10.1.1.1"), &h, &rules), ip("203.0.113.9"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, garbage, 203.0.113.9:4711, 10.0.0.7"),
+        );
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &h, &rules),
+            ip("203.0.113.9"),
+            "ip:port"
+        );
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, garbage, 10.0.0.7"),
+        );
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &h, &rules),
+            ip("10.0.0.7"),
+            "nothing left of an unparsable hop is believed"
+        );
         assert_eq!(client_ip(ip("192.0.2.5"), &h, &rules), ip("192.0.2.5"));
         assert_eq!(client_ip(None, &h, &rules), None);
     }

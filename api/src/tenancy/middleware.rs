@@ -31,6 +31,13 @@ pub async fn require_tenant(
         peer(request.extensions()),
         state.hosts(),
     );
+    if request.headers().get_all(TENANT_HEADER).iter().count() > 1 {
+        return Problem::bad_request(
+            "invalid_tenant_id",
+            "send one X-Tenant-ID header, not several",
+        )
+        .into_response();
+    }
     let named = host::classify(host.as_deref(), state.hosts());
     let registry = &state.services().registry;
     let outcome = resolve(
@@ -43,6 +50,23 @@ pub async fn require_tenant(
     match outcome {
         Ok(current) => {
             tracing::Span::current().record("tenant", current.slug());
+            if let Some(p) = &caller
+                && p.is_super_admin()
+                && p.tenant.as_ref().map(|t| t.as_str()) != Some(current.slug())
+            {
+                let target = format!("{} {}", request.method(), request.uri().path());
+                state.services().audit.api_event(
+                    &ApiEvent {
+                        kind: "bypass",
+                        rule: "act_as",
+                        principal: &p.name,
+                        tenant: Some(current.slug()),
+                        request: &target,
+                        message: "super_admin acting as the tenant",
+                    },
+                    &origin_of(request.extensions()),
+                );
+            }
             request.extensions_mut().insert(current.clone());
             tenant::scope(current, next.run(request)).await
         }

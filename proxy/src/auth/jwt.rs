@@ -85,13 +85,20 @@ impl JwtVerifier {
         let mut validation = Validation::new(algorithm);
         validation.validate_nbf = true;
         validation.leeway = 30;
+        // A configured issuer or audience must be *present*, not only right when present.
+        let mut required = vec!["exp"];
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
         match &config.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         Ok(JwtVerifier { key, validation })
     }
 
@@ -197,6 +204,15 @@ mod tests {
         assert!(
             v.verify(&token(other_issuer, "change-me-please")).is_err(),
             "issuer"
+        );
+        let mut no_issuer = good.clone();
+        no_issuer
+            .as_object_mut()
+            .map(|o| o.remove("iss"))
+            .expect("an object");
+        assert!(
+            v.verify(&token(no_issuer, "change-me-please")).is_err(),
+            "a configured issuer is required"
         );
         let no_access =
             serde_json::json!({ "sub": "s", "iss": "https://idp.example", "exp": now() + 600 });

@@ -24,7 +24,9 @@ use std::time::Duration;
 use bson::Document;
 
 pub use store::COLLECTION;
-pub use tenant::{DomainError, LimitOverrides, Settings, Tenant, Tier, is_slug, normalize_domain};
+pub use tenant::{
+    DomainError, LimitOverrides, RESERVED_SLUGS, Settings, Tenant, Tier, is_slug, normalize_domain,
+};
 
 use crate::config::{RegistryConfig, TenantSeed};
 use crate::limits::{TierLimits, tier_limits};
@@ -339,12 +341,21 @@ impl Registry {
             return Ok(None);
         };
         self.store.check_domains_free(slug, claimed_domains).await?;
-        let after = self.store.update(slug, update).await?;
+        let written = self.store.update(slug, update).await;
         let mut domains = before.domains;
+        domains.extend(claimed_domains.iter().cloned());
+        let after = match written {
+            Ok(after) => after,
+            Err(e) => {
+                // The write may have happened even if its reply did not decode: forget the
+                // cached copies either way.
+                self.invalidate(slug, domains).await;
+                return Err(e);
+            }
+        };
         if let Some(a) = &after {
             domains.extend(a.domains.iter().cloned());
         }
-        domains.extend(claimed_domains.iter().cloned());
         domains.sort();
         domains.dedup();
         self.invalidate(slug, domains).await;
@@ -369,7 +380,6 @@ impl Registry {
         }
         self.local.invalidate(slug, &message.domains);
         if let Some(shared) = &self.shared
-            && !retry
             && let Err(e) = shared.publish(&message).await
         {
             tracing::warn!(target: "tenantgate::registry", tenant = slug, error = %e, "could not publish a tenant invalidation; retrying in the background");

@@ -133,6 +133,12 @@ impl Tenant {
     }
 }
 
+/// Slugs that cannot be tenants: `www.<base>` names no tenant, and the others are the
+/// platform's own hosts (`api.financeops.com`), which a tenant must never capture.
+pub const RESERVED_SLUGS: &[&str] = &[
+    "www", "api", "admin", "app", "console", "docs", "static", "assets", "status", "mail",
+];
+
 /// A lowercase DNS label: 1–63 of `a-z0-9-`, not starting or ending with `-`.
 pub fn is_slug(s: &str) -> bool {
     (1..=63).contains(&s.len())

@@ -5,16 +5,14 @@
 use bson::{Bson, Document, doc};
 use serde_json::{Map, Value};
 use tenantgate_proxy::registry::{
-    LimitOverrides, Settings, Tenant, Tier, is_slug, normalize_domain,
+    LimitOverrides, RESERVED_SLUGS, Settings, Tenant, Tier, is_slug, normalize_domain,
 };
 
 use crate::currency::is_currency;
 use crate::problem::{FieldError, Problem};
 
-/// Slugs that cannot be tenants: `www.<base>` names no tenant.
-const RESERVED_SLUGS: &[&str] = &["www"];
 /// Custom domains per tenant.
-const MAX_DOMAINS: usize = 20;
+pub const MAX_DOMAINS: usize = 20;
 
 const SETTINGS: &[&str] = &[
     "displayName",
@@ -121,13 +119,22 @@ fn setting(key: &str, v: &Value, errors: &mut Errors) -> Option<String> {
     }
 }
 
+/// The largest value of a limit: the proxy's limits are 32-bit, the API's are not.
+fn max_limit(key: &str) -> u64 {
+    match key {
+        "commandsPerSecond" | "connections" | "inFlight" => 10_000_000,
+        _ => 1_000_000_000_000,
+    }
+}
+
 fn limit(key: &str, v: &Value, errors: &mut Errors) -> Option<i64> {
+    let max = max_limit(key);
     match v.as_u64() {
-        Some(n) if (1..=1_000_000_000_000).contains(&n) => i64::try_from(n).ok(),
+        Some(n) if (1..=max).contains(&n) => i64::try_from(n).ok(),
         _ => {
             errors.push(
                 format!("limits.{key}"),
-                "must be a whole number from 1 to 10^12",
+                format!("must be a whole number from 1 to {max}"),
             );
             None
         }
@@ -234,6 +241,16 @@ pub fn create(body: &Map<String, Value>, base_domains: &[String]) -> Result<Tena
             String::new()
         }
     };
+    if !slug.is_empty()
+        && base_domains
+            .iter()
+            .any(|b| base_domains.contains(&format!("{slug}.{b}")))
+    {
+        errors.push(
+            "slug",
+            "is the first label of a base domain, so its subdomain is not a tenant host",
+        );
+    }
     let name = match body.get("name") {
         Some(v) => text(v, "name", 200, &mut errors).unwrap_or_default(),
         None => {

@@ -185,6 +185,10 @@ async fn update(
     Json(body): Json<Map<String, Value>>,
 ) -> Result<Json<Value>, Problem> {
     let patch = tenant_input::patch(&body, &state.hosts().base_domains)?;
+    if patch.update.is_empty() {
+        // A merge patch that changes nothing: no write, no audit entry.
+        return read(State(state), admin, Path(slug)).await;
+    }
     let changed: Vec<&str> = body.keys().map(String::as_str).collect();
     let updated = state
         .services()
@@ -234,6 +238,22 @@ async fn add_domain(
         &mut errors,
     );
     let domain = errors.finish(domain)?.unwrap_or_default();
+    let current = state
+        .services()
+        .registry
+        .fresh(&slug)
+        .await
+        .map_err(registry_problem)?
+        .ok_or_else(|| no_tenant(&slug))?;
+    if !current.domains.contains(&domain) && current.domains.len() >= tenant_input::MAX_DOMAINS {
+        return Err(Problem::validation(vec![FieldError::new(
+            "domain",
+            format!(
+                "a tenant has at most {} custom domains",
+                tenant_input::MAX_DOMAINS
+            ),
+        )]));
+    }
     let updated = state
         .services()
         .registry
