@@ -34,10 +34,11 @@ async fn instances_share_one_window_per_tenant() {
     let tenant = common::fresh_db_name("rate");
     let other = common::fresh_db_name("rate_other");
 
+    let check = per_second(&tenant, 6);
     let mut tasks = Vec::new();
     for i in 0..20 {
         let limiter = if i % 2 == 0 { &a } else { &b };
-        tasks.push(limiter.check_shared(&per_second(&tenant, 6)));
+        tasks.push(limiter.check_shared(&check));
     }
     let verdicts = futures::future::join_all(tasks).await;
     assert!(
@@ -48,7 +49,10 @@ async fn instances_share_one_window_per_tenant() {
         .iter()
         .filter(|v| v.is_some_and(|v| v.admitted))
         .count();
-    assert_eq!(admitted, 6, "exactly the limit of 20 concurrent calls at 6/s");
+    assert_eq!(
+        admitted, 6,
+        "exactly the limit of 20 concurrent calls at 6/s"
+    );
 
     let fresh = a
         .check_shared(&per_second(&other, 6))

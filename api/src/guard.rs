@@ -11,10 +11,11 @@ use crate::extract::caller::authenticate;
 use crate::state::ApiState;
 use crate::tenancy::require_tenant;
 
-/// A tenant route: the bearer token (if any) is verified, then the request is tied to one
-/// active tenant before the handler runs.
+/// A tenant route: the bearer token (if any) is verified, the request is tied to one active
+/// tenant, then rate limited and metered, before the handler runs.
 pub fn tenant(state: &ApiState, route: MethodRouter<ApiState>) -> MethodRouter<ApiState> {
     route
+        .route_layer(from_fn_with_state(state.clone(), crate::limits::limit))
         .route_layer(from_fn_with_state(state.clone(), require_tenant))
         .route_layer(from_fn_with_state(state.clone(), authenticate))
 }

@@ -12,11 +12,13 @@
 pub mod currency;
 pub mod extract;
 pub mod guard;
+pub mod limits;
 pub mod problem;
 pub mod request_id;
 pub mod routes;
 pub mod state;
 pub mod tenancy;
+pub mod usage;
 
 use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
@@ -36,6 +38,7 @@ pub fn app(state: ApiState) -> Router {
 pub fn app_with_tenant_routes(state: ApiState, extra: Router<ApiState>) -> Router {
     let extra = if extra.has_routes() {
         extra
+            .route_layer(from_fn_with_state(state.clone(), limits::limit))
             .route_layer(from_fn_with_state(state.clone(), tenancy::require_tenant))
             .route_layer(from_fn_with_state(
                 state.clone(),
@@ -49,6 +52,7 @@ pub fn app_with_tenant_routes(state: ApiState, extra: Router<ApiState>) -> Route
         .merge(routes::metrics::router())
         .merge(routes::tenant::router(&state))
         .merge(routes::admin::router(&state))
+        .merge(routes::usage::router(&state))
         .merge(extra)
         .fallback(not_found)
         .layer(from_fn(problem::finish))

@@ -7,6 +7,7 @@ use tenantgate_proxy::Services;
 use tenantgate_proxy::net::Cidr;
 
 use crate::routes::metrics::MetricsRenderer;
+use crate::usage::meter::Meter;
 
 /// How hosts name tenants (`[api] base_domains`, `trusted_proxies`).
 #[derive(Debug, Clone, Default)]
@@ -17,6 +18,16 @@ pub struct HostRules {
     pub trusted_proxies: Vec<Cidr>,
 }
 
+/// A weak [`ApiState`].
+#[derive(Clone)]
+pub struct WeakApiState(std::sync::Weak<Inner>);
+
+impl std::fmt::Debug for WeakApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WeakApiState")
+    }
+}
+
 /// The router's state.
 #[derive(Clone)]
 pub struct ApiState {
@@ -25,6 +36,7 @@ pub struct ApiState {
 
 struct Inner {
     services: Services,
+    meter: Arc<Meter>,
     metrics: MetricsRenderer,
     hosts: HostRules,
     database: String,
@@ -57,14 +69,38 @@ impl ApiState {
             .clone()
             .or_else(|| services.config.policy.databases.first().cloned())
             .unwrap_or_else(|| "payments".into());
-        ApiState {
+        let meter = Arc::new(Meter::new(
+            services.redis.clone(),
+            services.config.limits.usage_retention_days,
+            services.rate_limiter.clock().clone(),
+        ));
+        meter.spawn_flusher();
+        let state = ApiState {
             inner: Arc::new(Inner {
                 services,
+                meter,
                 metrics,
                 hosts,
                 database,
             }),
-        }
+        };
+        crate::usage::jobs::spawn(&state);
+        state
+    }
+
+    /// A weak handle, for background tasks that must not keep the API alive.
+    pub fn downgrade(&self) -> WeakApiState {
+        WeakApiState(Arc::downgrade(&self.inner))
+    }
+
+    /// The state behind `weak`, while anything else still holds it.
+    pub fn upgrade(weak: &WeakApiState) -> Option<ApiState> {
+        weak.0.upgrade().map(|inner| ApiState { inner })
+    }
+
+    /// Usage metering.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.inner.meter
     }
 
     /// The shared services.

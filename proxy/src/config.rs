@@ -351,13 +351,11 @@ impl LimitsConfig {
 
     /// Requests per minute of `tier` (config, else 60 / 600 / 6,000).
     pub fn requests_per_minute(&self, tier: &str) -> u64 {
-        self.tier(tier)
-            .requests_per_minute
-            .unwrap_or(match tier {
-                "enterprise" => 6_000,
-                "professional" => 600,
-                _ => 60,
-            })
+        self.tier(tier).requests_per_minute.unwrap_or(match tier {
+            "enterprise" => 6_000,
+            "professional" => 600,
+            _ => 60,
+        })
     }
 
     /// Payments per UTC month of `tier` (config, else 1,000 / 50,000 / 1,000,000).
@@ -604,7 +602,10 @@ impl Config {
                 ));
             }
             if [g.starter, g.professional, g.enterprise].contains(&Some(0)) {
-                return Err(invalid(format!("limits.groups.{name}"), "limits must be positive"));
+                return Err(invalid(
+                    format!("limits.groups.{name}"),
+                    "limits must be positive",
+                ));
             }
         }
         for tier in ["starter", "professional", "enterprise"] {

@@ -85,7 +85,15 @@ impl ConnectionLike for RedisConn {
 
 enum Target {
     Single(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+/// The connection and the dial in progress.
+#[derive(Default)]
+struct Link {
+    conn: Option<RedisConn>,
+    last_dial: Option<tokio::time::Instant>,
+    dialling: Option<tokio::task::JoinHandle<Option<RedisConn>>>,
 }
 
 /// The shared link.
@@ -94,7 +102,7 @@ pub struct RedisLink {
     /// A plain client for pub/sub (a cluster broadcasts PUBLISH to every node, so subscribing
     /// to one seed node hears all of them).
     pubsub: redis::Client,
-    conn: tokio::sync::Mutex<(Option<RedisConn>, Option<tokio::time::Instant>)>,
+    conn: tokio::sync::Mutex<Link>,
     /// Set while Redis is failing; flips are logged once.
     degraded: AtomicBool,
     /// Calls that failed (for `/metrics`).
@@ -104,10 +112,7 @@ pub struct RedisLink {
 impl std::fmt::Debug for RedisLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLink")
-            .field(
-                "cluster",
-                &matches!(self.target, Target::Cluster(_)),
-            )
+            .field("cluster", &matches!(self.target, Target::Cluster(_)))
             .field("degraded", &self.degraded.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -133,14 +138,14 @@ impl RedisLink {
             .retries(1)
             .build()
             .map_err(|e| format!("redis.cluster_nodes: {e}"))?;
-        Ok(Self::with(Target::Cluster(cluster), pubsub))
+        Ok(Self::with(Target::Cluster(Box::new(cluster)), pubsub))
     }
 
     fn with(target: Target, pubsub: redis::Client) -> RedisLink {
         RedisLink {
             target,
             pubsub,
-            conn: tokio::sync::Mutex::new((None, None)),
+            conn: tokio::sync::Mutex::new(Link::default()),
             degraded: AtomicBool::new(false),
             failures: AtomicU64::new(0),
         }
@@ -161,37 +166,56 @@ impl RedisLink {
         self.failures.load(Ordering::Relaxed)
     }
 
-    async fn connection(&self) -> Option<RedisConn> {
-        let mut guard = self.conn.lock().await;
-        if let Some(c) = &guard.0 {
-            return Some(c.clone());
-        }
-        let now = tokio::time::Instant::now();
-        if guard
-            .1
-            .is_some_and(|at| now.duration_since(at) < RECONNECT_EVERY)
-        {
-            return None;
-        }
-        guard.1 = Some(now);
-        let dialled = match &self.target {
+    fn dial(&self) -> tokio::task::JoinHandle<Option<RedisConn>> {
+        match &self.target {
             Target::Single(client) => {
-                tokio::time::timeout(DIAL_TIMEOUT, ConnectionManager::new(client.clone()))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .map(RedisConn::Single)
+                let client = client.clone();
+                tokio::spawn(async move {
+                    tokio::time::timeout(DIAL_TIMEOUT, ConnectionManager::new(client))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .map(RedisConn::Single)
+                })
             }
             Target::Cluster(client) => {
-                tokio::time::timeout(DIAL_TIMEOUT * 2, client.get_async_connection())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .map(RedisConn::Cluster)
+                let client = client.clone();
+                tokio::spawn(async move {
+                    tokio::time::timeout(DIAL_TIMEOUT * 2, client.get_async_connection())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .map(RedisConn::Cluster)
+                })
             }
+        }
+    }
+
+    /// The connection, dialling if needed. A dial runs as its own task, so a caller whose
+    /// (tight) timeout ends first does not cancel it: the next caller finds it finished.
+    async fn connection(&self) -> Option<RedisConn> {
+        let mut link = self.conn.lock().await;
+        if let Some(c) = &link.conn {
+            return Some(c.clone());
+        }
+        if link.dialling.is_none() {
+            let now = tokio::time::Instant::now();
+            if link
+                .last_dial
+                .is_some_and(|at| now.duration_since(at) < RECONNECT_EVERY)
+            {
+                return None;
+            }
+            link.last_dial = Some(now);
+            link.dialling = Some(self.dial());
+        }
+        let dialled = match link.dialling.as_mut() {
+            Some(handle) => handle.await.ok().flatten(),
+            None => None,
         };
+        link.dialling = None;
         if let Some(c) = &dialled {
-            guard.0 = Some(c.clone());
+            link.conn = Some(c.clone());
         }
         dialled
     }

@@ -18,7 +18,7 @@ use crate::state::ApiState;
 /// Tenant data is reached only by a caller whose token names the tenant, or by a
 /// `super_admin` (acting as the tenant; the tenancy middleware audits that). Resolving a tenant
 /// from a header or a host says *which* tenant, not that the caller may read its data.
-fn entitled(current: &CurrentTenant) -> Result<(), Problem> {
+pub fn entitled(current: &CurrentTenant) -> Result<(), Problem> {
     match &current.caller {
         None => Err(Problem::unauthorized(
             "authentication_required",

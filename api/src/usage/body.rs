@@ -16,6 +16,14 @@ pub struct Counting {
     report: Option<Box<dyn FnOnce(u64) + Send>>,
 }
 
+impl std::fmt::Debug for Counting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counting")
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Counting {
     /// Wraps `inner`; `report` receives the byte count.
     pub fn wrap(inner: Body, report: impl FnOnce(u64) + Send + 'static) -> Body {

@@ -272,11 +272,7 @@ impl Meter {
 
     /// Counts one payment for `tenant`, once per `idempotency_key` (a retry with the same key
     /// counts nothing). Returns whether it counted and the month it counted in.
-    pub async fn transaction(
-        &self,
-        tenant: &str,
-        idempotency_key: Option<&str>,
-    ) -> (bool, Period) {
+    pub async fn transaction(&self, tenant: &str, idempotency_key: Option<&str>) -> (bool, Period) {
         let here = self.current_period();
         let Some(link) = &self.link else {
             self.add(tenant, here, Field::Transactions, 1);
@@ -298,12 +294,10 @@ impl Meter {
         }
         inv.arg(if idempotency_key.is_some() { "1" } else { "0" })
             .arg(u64::try_from(MARKER_TTL.as_millis()).unwrap_or(u64::MAX))
-            .arg(
-                match &self.clock {
-                    Clock::Fixed(ms) => ms.load(Ordering::Relaxed).to_string(),
-                    Clock::Redis => String::new(),
-                },
-            );
+            .arg(match &self.clock {
+                Clock::Fixed(ms) => ms.load(Ordering::Relaxed).to_string(),
+                Clock::Redis => String::new(),
+            });
         for m in months {
             inv.arg(m.to_string());
         }
@@ -339,7 +333,12 @@ impl Meter {
     }
 
     /// Sets `tenant`'s `storage_bytes` gauge for `period`.
-    pub async fn set_storage(&self, tenant: &str, period: Period, bytes: i64) -> Result<(), RedisError> {
+    pub async fn set_storage(
+        &self,
+        tenant: &str,
+        period: Period,
+        bytes: i64,
+    ) -> Result<(), RedisError> {
         let Some(link) = &self.link else {
             if let Ok(mut s) = self.storage.lock() {
                 s.insert((tenant.to_owned(), period), bytes);

@@ -3,6 +3,7 @@
 //! storage gauge ([`storage`]).
 
 pub mod body;
+pub mod jobs;
 pub mod meter;
 pub mod snapshot;
 pub mod storage;

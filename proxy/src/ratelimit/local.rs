@@ -44,7 +44,10 @@ impl LocalWindows {
             .entry(key.to_owned())
             .or_insert_with(|| (VecDeque::new(), window));
         *w = window;
-        while log.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        while log
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
             log.pop_front();
         }
         let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);

@@ -264,7 +264,11 @@ impl RateLimiter {
         }
         invocation
             .arg(check.limit)
-            .arg(u64::try_from(check.window.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(
+                u64::try_from(check.window.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
             .arg(member)
             .arg(
                 self.clock
@@ -306,9 +310,7 @@ impl RateLimiter {
                     window: check.window,
                     source: Source::Redis,
                     period,
-                    usage_recorded: admitted
-                        && !check.usage.is_empty()
-                        && months.contains(&period),
+                    usage_recorded: admitted && !check.usage.is_empty() && months.contains(&period),
                 })
             }
             Err(e) => {

@@ -65,18 +65,30 @@ impl Period {
     /// The month before.
     pub fn prev(self) -> Period {
         if self.month == 1 {
-            Period { year: self.year - 1, month: 12 }
+            Period {
+                year: self.year - 1,
+                month: 12,
+            }
         } else {
-            Period { month: self.month - 1, ..self }
+            Period {
+                month: self.month - 1,
+                ..self
+            }
         }
     }
 
     /// The month after.
     pub fn next(self) -> Period {
         if self.month == 12 {
-            Period { year: self.year + 1, month: 1 }
+            Period {
+                year: self.year + 1,
+                month: 1,
+            }
         } else {
-            Period { month: self.month + 1, ..self }
+            Period {
+                month: self.month + 1,
+                ..self
+            }
         }
     }
 
@@ -119,12 +131,31 @@ mod tests {
     fn month_edges_are_exact() {
         let nov = Period::parse("2026-11").expect("valid");
         assert_eq!(nov.start_millis(), 1_793_491_200_000); // 2026-11-01T00:00:00Z
-        assert_eq!(Period::of_millis(nov.end_millis() - 1), nov, "23:59:59.999 on the 30th");
+        assert_eq!(
+            Period::of_millis(nov.end_millis() - 1),
+            nov,
+            "23:59:59.999 on the 30th"
+        );
         assert_eq!(Period::of_millis(nov.end_millis()).to_string(), "2026-12");
-        assert_eq!(Period::parse("2024-02").map(|p| (p.end_millis() - p.start_millis()) / MS_PER_DAY), Some(29));
-        assert_eq!(Period::parse("2026-12").map(|p| p.next().to_string()).as_deref(), Some("2027-01"));
-        assert_eq!(Period::parse("2027-01").map(|p| p.prev().to_string()).as_deref(), Some("2026-12"));
-        for bad in ["2026-13", "2026-00", "26-11", "2026-1", "abcd-ef", "1969-12"] {
+        assert_eq!(
+            Period::parse("2024-02").map(|p| (p.end_millis() - p.start_millis()) / MS_PER_DAY),
+            Some(29)
+        );
+        assert_eq!(
+            Period::parse("2026-12")
+                .map(|p| p.next().to_string())
+                .as_deref(),
+            Some("2027-01")
+        );
+        assert_eq!(
+            Period::parse("2027-01")
+                .map(|p| p.prev().to_string())
+                .as_deref(),
+            Some("2026-12")
+        );
+        for bad in [
+            "2026-13", "2026-00", "26-11", "2026-1", "abcd-ef", "1969-12",
+        ] {
             assert!(Period::parse(bad).is_none(), "{bad}");
         }
     }
