@@ -234,12 +234,22 @@ pub struct RedisConfig {
     /// Seed nodes of a Redis Cluster (`redis://host:port`); the rest are discovered.
     #[serde(default)]
     pub cluster_nodes: Vec<String>,
+    /// Prepended to every rate-limit and usage key (`rate_limit:{bank1}:payments`,
+    /// `usage:{bank1}:2026-11`), for deployments sharing one Redis. Empty by default.
+    #[serde(default)]
+    pub key_prefix: String,
 }
 
 impl RedisConfig {
     /// The link this section describes.
     pub fn link(&self) -> Result<crate::redis_link::RedisLink, ConfigError> {
-        match (&self.url, self.cluster_nodes.is_empty()) {
+        if self.key_prefix.contains(['{', '}']) || self.key_prefix.len() > 64 {
+            return Err(invalid(
+                "redis.key_prefix",
+                "at most 64 characters, without braces (they would change the hash slot)",
+            ));
+        }
+        let link = match (&self.url, self.cluster_nodes.is_empty()) {
             (Some(url), true) => crate::redis_link::RedisLink::open(url)
                 .map_err(|reason| invalid("redis.url", reason)),
             (None, false) => crate::redis_link::RedisLink::open_cluster(&self.cluster_nodes)
@@ -248,7 +258,8 @@ impl RedisConfig {
                 "redis.url",
                 "set exactly one of url and cluster_nodes",
             )),
-        }
+        }?;
+        Ok(link.with_prefix(&self.key_prefix))
     }
 }
 

@@ -107,6 +107,8 @@ pub struct RedisLink {
     degraded: AtomicBool,
     /// Calls that failed (for `/metrics`).
     failures: AtomicU64,
+    /// `redis.key_prefix`.
+    prefix: String,
 }
 
 impl std::fmt::Debug for RedisLink {
@@ -148,7 +150,19 @@ impl RedisLink {
             conn: tokio::sync::Mutex::new(Link::default()),
             degraded: AtomicBool::new(false),
             failures: AtomicU64::new(0),
+            prefix: String::new(),
         }
+    }
+
+    /// Sets `redis.key_prefix`.
+    pub fn with_prefix(mut self, prefix: &str) -> RedisLink {
+        self.prefix = prefix.to_owned();
+        self
+    }
+
+    /// `redis.key_prefix` followed by `key`.
+    pub fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
     }
 
     /// A plain client for connections that cannot be multiplexed (pub/sub).

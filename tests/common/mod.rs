@@ -294,7 +294,8 @@ pub const JWT_SECRET: &str = "test-secret-for-api-tests";
 /// A `tenantgate.toml` for API tests: [`two_bank_config`] with its own registry database
 /// (`<db>_tg`, so tests that create, update or deactivate tenants never touch each other's),
 /// `[api] base_domains = ["financeops.com"]`, `trusted_proxies = ["10.0.0.0/8"]`, a `[jwt]`
-/// section signed with [`JWT_SECRET`] (issuer `https://idp.test`), and Redis at [`redis_url`].
+/// section signed with [`JWT_SECRET`] (issuer `https://idp.test`), and Redis at [`redis_url`]
+/// with `key_prefix = "<db>:"` (so rate-limit windows and usage counters are the test's own).
 /// bank1 has the custom domain `payments.firstnational.example` and tier professional.
 #[allow(dead_code)]
 pub fn api_config(db: &str) -> String {
@@ -317,7 +318,7 @@ pub fn api_config(db: &str) -> String {
             && base.contains("domains = [")
     );
     format!(
-        "{base}\n[jwt]\nhs256_secret = \"{JWT_SECRET}\"\nissuer = \"https://idp.test\"\n\n[redis]\nurl = \"{}\"\n",
+        "{base}\n[jwt]\nhs256_secret = \"{JWT_SECRET}\"\nissuer = \"https://idp.test\"\n\n[redis]\nurl = \"{}\"\nkey_prefix = \"{db}:\"\n",
         redis_url()
     )
 }

@@ -20,10 +20,10 @@ async fn lock(state: &ApiState, name: &str, ttl: Duration) -> bool {
     let Some(link) = &state.services().redis else {
         return true;
     };
-    let key = format!(
+    let key = link.key(&format!(
         "{}:job_lock:{{{name}}}",
         state.services().config.policy.internal_database
-    );
+    ));
     let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
     link.call(Duration::from_millis(500), move |mut c| async move {
         redis::cmd("SET")

@@ -110,8 +110,8 @@ pub struct Meter {
     stats: Stats,
 }
 
-fn key(tenant: &str, period: Period) -> String {
-    RateLimiter::usage_key(tenant, period)
+fn key(link: &RedisLink, tenant: &str, period: Period) -> String {
+    link.key(&RateLimiter::usage_key(tenant, period))
 }
 
 const TRANSACTION: &str = r#"
@@ -216,7 +216,7 @@ impl Meter {
             }
             let mut pipe = redis::pipe();
             pipe.atomic();
-            let k = key(&tenant, period);
+            let k = key(link, &tenant, period);
             for f in Field::ALL {
                 if counts[f.index()] != 0 {
                     pipe.hincr(&k, f.as_str(), counts[f.index()]).ignore();
@@ -282,15 +282,15 @@ impl Meter {
             Some(k) => {
                 let digest = Sha256::digest(k.as_bytes());
                 let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-                format!("usage_txn:{{{tenant}}}:{hex}")
+                link.key(&format!("usage_txn:{{{tenant}}}:{hex}"))
             }
-            None => format!("usage_txn:{{{tenant}}}:-"),
+            None => link.key(&format!("usage_txn:{{{tenant}}}:-")),
         };
         let months = [here.prev(), here, here.next()];
         let mut inv = self.transaction.prepare_invoke();
         inv.key(marker);
         for m in months {
-            inv.key(key(tenant, m));
+            inv.key(key(link, tenant, m));
         }
         inv.arg(if idempotency_key.is_some() { "1" } else { "0" })
             .arg(u64::try_from(MARKER_TTL.as_millis()).unwrap_or(u64::MAX))
@@ -345,7 +345,7 @@ impl Meter {
             }
             return Ok(());
         };
-        let k = key(tenant, period);
+        let k = key(link, tenant, period);
         let expire = period.expire_at_secs(self.retention_days);
         link.call(TIMEOUT, move |mut c| async move {
             redis::pipe()
@@ -384,7 +384,7 @@ impl Meter {
             t.add(&buffered.unwrap_or_default());
             return Ok(Some(t));
         };
-        let k = key(tenant, period);
+        let k = key(link, tenant, period);
         let map: HashMap<String, i64> = link
             .call(TIMEOUT, move |mut c| async move {
                 redis::cmd("HGETALL").arg(&k).query_async(&mut c).await

@@ -196,12 +196,12 @@ impl RateLimiter {
         self.redis.is_some()
     }
 
-    /// The window key of `tenant` and `group`.
+    /// The window key of `tenant` and `group` (after `redis.key_prefix`).
     pub fn window_key(tenant: &str, group: &str) -> String {
         format!("rate_limit:{{{tenant}}}:{group}")
     }
 
-    /// The usage hash of `tenant` for `period`.
+    /// The usage hash of `tenant` for `period` (after `redis.key_prefix`).
     pub fn usage_key(tenant: &str, period: Period) -> String {
         format!("usage:{{{tenant}}}:{period}")
     }
@@ -254,12 +254,12 @@ impl RateLimiter {
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         let member = format!("{}:{seq}", self.instance);
         let mut invocation = self.script.prepare_invoke();
-        invocation.key(Self::window_key(check.tenant, check.group));
+        invocation.key(link.key(&Self::window_key(check.tenant, check.group)));
         let here = Period::of_millis(self.clock.local_millis());
         let months = [here.prev(), here, here.next()];
         if !check.usage.is_empty() {
             for m in months {
-                invocation.key(Self::usage_key(check.tenant, m));
+                invocation.key(link.key(&Self::usage_key(check.tenant, m)));
             }
         }
         invocation
