@@ -56,6 +56,7 @@ pub fn app_with_tenant_routes(state: ApiState, extra: Router<ApiState>) -> Route
         .merge(extra)
         .fallback(not_found)
         .layer(from_fn(problem::finish))
+        .layer(from_fn_with_state(state.clone(), limits::bill_responses))
         .layer(from_fn(request_id::assign))
         .with_state(state)
 }

@@ -314,6 +314,9 @@ pub struct GroupLimits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Rate limiting and usage metering of the HTTP API (`false` turns both off: for
+    /// benchmarks and for deployments that meter elsewhere). The proxy's own limits stay on.
+    pub enabled: bool,
     /// While Redis is down or slow: `open` (default) or `closed`.
     pub failure_mode: FailureMode,
     /// How long a limiter waits for Redis, in milliseconds.
@@ -337,6 +340,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
+            enabled: true,
             failure_mode: FailureMode::Open,
             redis_timeout_ms: 50,
             breaker_failures: 3,
@@ -626,6 +630,12 @@ impl Config {
                     "must be positive",
                 ));
             }
+        }
+        if u64::from(self.limits.usage_retention_days) * 86_400 <= self.limits.snapshot_grace_secs {
+            return Err(invalid(
+                "limits.usage_retention_days",
+                "must outlast limits.snapshot_grace_secs, or a month's usage expires before its snapshot is taken",
+            ));
         }
         if self.limits.redis_timeout_ms == 0 || self.limits.breaker_failures == 0 {
             return Err(invalid(

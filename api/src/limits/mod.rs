@@ -9,6 +9,11 @@
 //! tenant's `limits.requestsPerMinute`, the tier's `requests_per_minute` (60 / 600 / 6,000).
 //! The tenant comes from the registry cache, so a tier change applies on the next request.
 //!
+//! Only requests from callers entitled to the tenant (a token naming it, or `super_admin`) use
+//! the tenant's window and are billed (`api_calls`, `bandwidth_bytes`). A request that merely
+//! names a tenant — anonymous `GET /v1/tenant` from the console's login page — is limited by a
+//! window per tenant and client address and billed to no one.
+//!
 //! Every limited response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`,
 //! `X-RateLimit-Reset`, and the IETF `RateLimit-Policy` / `RateLimit` fields. All reset values
 //! are **seconds to wait** (delta seconds, never an epoch time): until the oldest admitted
@@ -28,7 +33,8 @@ use tenantgate_proxy::config::LimitsConfig;
 use tenantgate_proxy::ratelimit::Check;
 use tenantgate_proxy::registry::Tenant;
 
-use crate::extract::CurrentTenant;
+use crate::extract::db::entitled;
+use crate::extract::{ClientIp, CurrentTenant, peer};
 use crate::problem::Problem;
 use crate::state::ApiState;
 use crate::usage::body::Counting;
@@ -77,23 +83,46 @@ pub fn transactions_per_month(config: &LimitsConfig, tenant: &Tenant) -> u64 {
 
 /// Middleware (inside tenant resolution): limits and meters one request.
 pub async fn limit(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let config = &state.services().config.limits;
+    if !config.enabled {
+        return next.run(request).await;
+    }
     let Some(current) = request.extensions().get::<CurrentTenant>().cloned() else {
         return next.run(request).await;
     };
-    let config = &state.services().config.limits;
     let tenant = current.tenant.clone();
     let group = group_of(request.uri().path(), config, &tenant).to_owned();
     let limit = requests_per_minute(config, &tenant, &group);
+    // Only callers entitled to the tenant's data spend its budget and are billed to it. Anyone
+    // can *name* a tenant (a header, a host): such requests get a window per client address,
+    // so a stranger can neither exhaust a tenant's limit nor run up its bill.
+    let billed = entitled(&current).is_ok();
+    let window_group = if billed {
+        group.clone()
+    } else {
+        let who = request
+            .extensions()
+            .get::<ClientIp>()
+            .map(|c| c.0.to_string())
+            .or_else(|| peer(request.extensions()).map(|p| p.to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        format!("{group}~anonymous~{who}")
+    };
+    let usage: &[(&str, i64)] = if billed {
+        &[(Field::ApiCalls.as_str(), 1)]
+    } else {
+        &[]
+    };
     let verdict = state
         .services()
         .rate_limiter
         .check(Check {
             tenant: &tenant.slug,
-            group: &group,
+            group: &window_group,
             limit,
             window: WINDOW,
             mode: config.failure_mode(&group),
-            usage: &[(Field::ApiCalls.as_str(), 1)],
+            usage,
         })
         .await;
     if verdict.unavailable {
@@ -123,6 +152,11 @@ pub async fn limit(State(state): State<ApiState>, request: Request, next: Next) 
         }
         return response;
     }
+    if !billed {
+        let mut response = next.run(request).await;
+        headers::apply(response.headers_mut(), &verdict, &group);
+        return response;
+    }
     let meter = state.meter().clone();
     let period = verdict.period;
     if !verdict.usage_recorded {
@@ -130,16 +164,46 @@ pub async fn limit(State(state): State<ApiState>, request: Request, next: Next) 
     }
     let (parts, body) = request.into_parts();
     let slug = tenant.slug.clone();
-    let request_meter = meter.clone();
     let body = Counting::wrap(body, move |n| {
-        request_meter.add(&slug, period, Field::BandwidthBytes, n as i64);
+        meter.add(&slug, period, Field::BandwidthBytes, n as i64);
     });
     let mut response = next.run(Request::from_parts(parts, body)).await;
     headers::apply(response.headers_mut(), &verdict, &group);
+    // The response body is counted by [`bill_responses`], outside the layer that completes
+    // problem bodies, so what is billed is what is sent.
+    response.extensions_mut().insert(Billing {
+        tenant: tenant.slug.clone(),
+        period,
+    });
+    response
+}
+
+/// Marks a response whose body is billed to a tenant's bandwidth.
+#[derive(Debug, Clone)]
+pub struct Billing {
+    tenant: String,
+    period: tenantgate_proxy::ratelimit::Period,
+}
+
+/// Outermost middleware: counts the body of every billed response as it is sent.
+pub async fn bill_responses(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    let Some(billing) = response.extensions().get::<Billing>().cloned() else {
+        return response;
+    };
+    let meter = state.meter().clone();
     let (parts, body) = response.into_parts();
-    let slug = tenant.slug.clone();
     let body = Counting::wrap(body, move |n| {
-        meter.add(&slug, period, Field::BandwidthBytes, n as i64);
+        meter.add(
+            &billing.tenant,
+            billing.period,
+            Field::BandwidthBytes,
+            n as i64,
+        );
     });
     Response::from_parts(parts, body)
 }

@@ -76,6 +76,10 @@ fn body(
             },
         },
         "source": source.as_str(),
+        "integrity": match source {
+            Source::Snapshot { intact: false } => "checksum_mismatch",
+            _ => "ok",
+        },
     })
 }
 

@@ -41,10 +41,29 @@ async fn lock(state: &ApiState, name: &str, ttl: Duration) -> bool {
     .is_some()
 }
 
-/// Refreshes every tenant's storage gauge.
+/// Refreshes every tenant's storage gauge: the measured bytes, and 0 for a tenant of the
+/// registry that holds no documents any more (a gauge must be able to fall to zero).
 pub async fn refresh_storage(state: &ApiState) -> Result<usize, String> {
     let services = state.services();
     let measured = storage::measure(&services.upstream, &services.config.policy).await?;
+    let mut empty = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (tenants, more) = services
+            .registry
+            .list(after.as_deref(), 100)
+            .await
+            .map_err(|e| e.to_string())?;
+        for t in &tenants {
+            if !measured.contains_key(&t.slug) {
+                empty.push(t.slug.clone());
+            }
+        }
+        after = tenants.last().map(|t| t.slug.clone());
+        if !more || after.is_none() {
+            break;
+        }
+    }
     let period = state.meter().current_period();
     let mut n = 0;
     for (tenant, bytes) in &measured {
@@ -54,6 +73,11 @@ pub async fn refresh_storage(state: &ApiState) -> Result<usize, String> {
             .await
             .is_ok()
         {
+            n += 1;
+        }
+    }
+    for tenant in &empty {
+        if state.meter().clear_storage(tenant, period).await.is_ok() {
             n += 1;
         }
     }
@@ -161,8 +185,12 @@ pub fn spawn(state: &ApiState) {
 pub enum Source {
     /// The live counters.
     Live,
-    /// The month-end snapshot in MongoDB.
-    Snapshot,
+    /// The month-end snapshot in MongoDB; `intact` is false when its checksum does not match
+    /// its fields (it was edited behind tenantgate's back).
+    Snapshot {
+        /// Whether the checksum matches.
+        intact: bool,
+    },
     /// Nothing was recorded.
     None,
 }
@@ -172,7 +200,7 @@ impl Source {
     pub const fn as_str(self) -> &'static str {
         match self {
             Source::Live => "live",
-            Source::Snapshot => "snapshot",
+            Source::Snapshot { .. } => "snapshot",
             Source::None => "none",
         }
     }
@@ -202,7 +230,12 @@ pub async fn usage_of(
     )
     .await?
     {
-        Some(s) => Ok((s.totals, Source::Snapshot)),
+        Some(s) => {
+            if !s.intact {
+                tracing::error!(target: "tenantgate::usage", tenant, period = %period, "usage snapshot checksum mismatch: the stored figures were changed outside tenantgate");
+            }
+            Ok((s.totals, Source::Snapshot { intact: s.intact }))
+        }
         None => match live {
             Err(e) if period >= meter.current_period() => Err(e.to_string()),
             _ => Ok((Totals::default(), Source::None)),

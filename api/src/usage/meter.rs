@@ -360,6 +360,30 @@ impl Meter {
         .await
     }
 
+    /// Sets `tenant`'s `storage_bytes` gauge to 0 if it was ever set for `period` (a tenant
+    /// that never stored anything gets no usage record for it).
+    pub async fn clear_storage(&self, tenant: &str, period: Period) -> Result<(), RedisError> {
+        let Some(link) = &self.link else {
+            if let Ok(mut s) = self.storage.lock()
+                && let Some(v) = s.get_mut(&(tenant.to_owned(), period))
+            {
+                *v = 0;
+            }
+            return Ok(());
+        };
+        let k = key(link, tenant, period);
+        link.call(TIMEOUT, move |mut c| async move {
+            redis::Script::new(
+                "if redis.call('HEXISTS', KEYS[1], 'storage_bytes') == 1 then redis.call('HSET', KEYS[1], 'storage_bytes', 0) end return 1",
+            )
+            .key(&k)
+            .invoke_async::<i64>(&mut c)
+            .await
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// `tenant`'s totals for `period`: what Redis holds plus what this instance has not flushed
     /// yet. `Ok(None)` when nothing was ever recorded (or it has expired).
     pub async fn read(&self, tenant: &str, period: Period) -> Result<Option<Totals>, RedisError> {
