@@ -5,7 +5,8 @@
 //! are never recorded (so retrying does not push the reset away); tiers, a tier change and the
 //! registry's per-tenant overrides set the limit on the very next request; every limited
 //! response carries the `X-RateLimit-*` and IETF `RateLimit*` fields, a 429 says when to retry,
-//! and the probes are never limited; a flushed script cache is reloaded transparently; when
+//! the probes are never limited, and anonymous requests refused 401 spend none of the tenant's
+//! budget; a flushed script cache is reloaded transparently; when
 //! Redis dies or hangs the limiter answers promptly — locally in failure mode `open`, 503 in
 //! `closed` — and goes back to Redis once it returns (or first comes up); and the proxy's
 //! commands-per-second limit draws from the same windows.
@@ -629,9 +630,6 @@ async fn health_ready_and_metrics_are_never_limited_and_carry_no_limit_headers()
 }
 
 #[tokio::test]
-#[ignore = "BUG (design): anonymous requests refused 401 for lack of a token still spend the \
-            named tenant's window and are metered as its billable api_calls, so anyone who knows \
-            a slug can lock the tenant out of its API and inflate its bill"]
 async fn requests_refused_for_lack_of_a_token_do_not_spend_the_tenants_budget() {
     let db = fresh_db_name("rl_anon");
     let extra = format!("{PATIENT}\n[limits.tiers.starter]\nrequests_per_minute = 3\n");
