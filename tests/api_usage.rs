@@ -435,7 +435,7 @@ async fn run_script(
     local: Period,
     now_ms: i64,
 ) -> (i64, String) {
-    let source = redis::Script::new(&format!("{}{}", script::MONTH_OF, script::SOURCE));
+    let source = redis::Script::new(&script::source());
     let months = [local.prev(), local, local.next()];
     let mut invocation = source.prepare_invoke();
     invocation.key(format!(
@@ -456,6 +456,10 @@ async fn run_script(
     for m in months {
         invocation.arg(m.expire_at_secs(90));
     }
+    for m in months {
+        invocation.arg(m.start_millis());
+    }
+    invocation.arg(local.next().end_millis());
     invocation.arg("api_calls").arg(1);
     let reply: (i64, i64, i64, i64, String) = invocation
         .invoke_async(conn)

@@ -103,6 +103,8 @@ pub struct RedisLink {
     /// to one seed node hears all of them).
     pubsub: redis::Client,
     conn: tokio::sync::Mutex<Link>,
+    /// The established connection, readable without awaiting (the hot path).
+    ready: std::sync::RwLock<Option<RedisConn>>,
     /// Set while Redis is failing; flips are logged once.
     degraded: AtomicBool,
     /// Calls that failed (for `/metrics`).
@@ -148,6 +150,7 @@ impl RedisLink {
             target,
             pubsub,
             conn: tokio::sync::Mutex::new(Link::default()),
+            ready: std::sync::RwLock::new(None),
             degraded: AtomicBool::new(false),
             failures: AtomicU64::new(0),
             prefix: String::new(),
@@ -208,6 +211,12 @@ impl RedisLink {
     /// The connection, dialling if needed. A dial runs as its own task, so a caller whose
     /// (tight) timeout ends first does not cancel it: the next caller finds it finished.
     async fn connection(&self) -> Option<RedisConn> {
+        // The hot path: connected, no await, no contention beyond a read lock.
+        if let Ok(ready) = self.ready.read()
+            && let Some(c) = ready.as_ref()
+        {
+            return Some(c.clone());
+        }
         let mut link = self.conn.lock().await;
         if let Some(c) = &link.conn {
             return Some(c.clone());
@@ -230,6 +239,9 @@ impl RedisLink {
         link.dialling = None;
         if let Some(c) = &dialled {
             link.conn = Some(c.clone());
+            if let Ok(mut ready) = self.ready.write() {
+                *ready = Some(c.clone());
+            }
         }
         dialled
     }
@@ -241,13 +253,14 @@ impl RedisLink {
         F: FnOnce(RedisConn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let result = match tokio::time::timeout(timeout, self.connection()).await {
-            Ok(Some(conn)) => match tokio::time::timeout(timeout, f(conn)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(RedisError::Failed(e.to_string())),
-                Err(_) => Err(RedisError::Timeout),
-            },
-            Ok(None) => Err(RedisError::NotConnected),
+        let attempt = async {
+            match self.connection().await {
+                Some(conn) => f(conn).await.map_err(|e| RedisError::Failed(e.to_string())),
+                None => Err(RedisError::NotConnected),
+            }
+        };
+        let result = match tokio::time::timeout(timeout, attempt).await {
+            Ok(r) => r,
             Err(_) => Err(RedisError::Timeout),
         };
         match &result {

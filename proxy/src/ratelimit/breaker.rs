@@ -100,6 +100,19 @@ impl Breaker {
         }
     }
 
+    /// Records a call that was abandoned before it finished (its caller went away). A trial
+    /// call that never finished proves nothing: the breaker opens again and the next caller after
+    /// the cooldown tries anew. In the closed state it changes nothing.
+    pub fn abandoned(&self) {
+        let Ok(mut i) = self.inner.lock() else {
+            return;
+        };
+        if i.state == State::HalfOpen {
+            i.state = State::Open;
+            i.opened_at = Some(Instant::now());
+        }
+    }
+
     /// Records a failed call.
     pub fn failure(&self, reason: &str) {
         let Ok(mut i) = self.inner.lock() else {

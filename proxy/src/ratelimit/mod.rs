@@ -117,6 +117,21 @@ pub struct Stats {
     pub redis_failures: AtomicU64,
 }
 
+/// A Redis call in flight; if its future is dropped before it finishes (the client went
+/// away), the breaker hears of it, so an abandoned trial call cannot leave it half-open.
+struct Pending<'a> {
+    breaker: &'a Breaker,
+    finished: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.breaker.abandoned();
+        }
+    }
+}
+
 /// The limiter.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -150,7 +165,7 @@ impl RateLimiter {
         let id: [u8; 6] = rand::random();
         RateLimiter {
             redis,
-            script: redis::Script::new(&format!("{}{}", script::MONTH_OF, script::SOURCE)),
+            script: redis::Script::new(&script::source()),
             breaker: Breaker::new(
                 config.breaker_failures,
                 Duration::from_millis(config.breaker_cooldown_ms),
@@ -251,6 +266,10 @@ impl RateLimiter {
         if !self.breaker.allow() {
             return None;
         }
+        let mut pending = Pending {
+            breaker: &self.breaker,
+            finished: false,
+        };
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         let member = format!("{}:{seq}", self.instance);
         let mut invocation = self.script.prepare_invoke();
@@ -282,6 +301,10 @@ impl RateLimiter {
         for m in months {
             invocation.arg(m.expire_at_secs(self.retention_days));
         }
+        for m in months {
+            invocation.arg(m.start_millis());
+        }
+        invocation.arg(here.next().end_millis());
         for (field, n) in check.usage {
             invocation.arg(*field).arg(*n);
         }
@@ -290,6 +313,7 @@ impl RateLimiter {
                 invocation.invoke_async::<Vec<Value>>(&mut conn).await
             })
             .await;
+        pending.finished = true;
         match result {
             Ok(reply) => {
                 self.breaker.success();

@@ -31,10 +31,16 @@ end
 
 "#;
 
-/// The Lua body (run after [`MONTH_OF`]). KEYS: [1] window; [2..4] usage hashes (previous, current, next month; all
-/// three or none). ARGV: [1] limit, [2] window ms, [3] member suffix, [4] injected now ms or
-/// empty, [5..7] the three months' names, [8..10] their expiry (Unix seconds), [11..] field /
-/// increment pairs. Returns `{admitted, remaining, reset_ms, now_ms, month}`.
+/// The Lua body (run after [`MONTH_OF`]). KEYS: [1] window; [2..4] usage hashes (previous,
+/// current, next month; all three or none). ARGV: [1] limit, [2] window ms, [3] member suffix,
+/// [4] injected now ms or empty, [5..7] the three months' names, [8..10] their expiry (Unix
+/// seconds), [11..14] the first millisecond of each of the three months and of the month after
+/// them, [15..] field / increment pairs. Returns `{admitted, remaining, reset_ms, now_ms, month}`.
+///
+/// It is on the path of every API request, so it does as little as it can: the month is found
+/// by comparing `now` with the caller's month boundaries (the calendar arithmetic of
+/// [`MONTH_OF`] runs only when the clocks disagree by more than a month), and a usage hash's
+/// expiry is set when a field is created, not on every increment.
 pub const SOURCE: &str = r#"
 local now
 if ARGV[4] ~= '' then
@@ -61,18 +67,31 @@ if oldest[2] then
 end
 local month = ''
 if #KEYS >= 4 then
-  month = month_of(now)
-  if admitted == 1 then
-    for i = 1, 3 do
-      if ARGV[4 + i] == month then
-        local key = KEYS[1 + i]
-        for j = 11, #ARGV, 2 do
-          redis.call('HINCRBY', key, ARGV[j], ARGV[j + 1])
+  local slot = nil
+  for i = 1, 3 do
+    if now >= tonumber(ARGV[10 + i]) and now < tonumber(ARGV[11 + i]) then
+      slot = i
+    end
+  end
+  if slot then
+    month = ARGV[4 + slot]
+    if admitted == 1 then
+      local key = KEYS[1 + slot]
+      for j = 15, #ARGV, 2 do
+        local increment = tonumber(ARGV[j + 1])
+        if redis.call('HINCRBY', key, ARGV[j], increment) == increment then
+          redis.call('EXPIREAT', key, ARGV[7 + slot])
         end
-        redis.call('EXPIREAT', key, ARGV[7 + i])
       end
     end
+  else
+    month = month_of(now)
   end
 end
 return {admitted, limit - count, reset, now, month}
 "#;
+
+/// The whole script as the limiter loads it.
+pub fn source() -> String {
+    format!("{MONTH_OF}{SOURCE}")
+}
