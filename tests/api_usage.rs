@@ -436,37 +436,22 @@ async fn run_script(
     now_ms: i64,
 ) -> (i64, String) {
     let source = redis::Script::new(&script::source());
-    let months = [local.prev(), local, local.next()];
-    let mut invocation = source.prepare_invoke();
-    invocation.key(format!(
-        "{prefix}{}",
-        RateLimiter::window_key(tenant, "default")
-    ));
-    for m in months {
-        invocation.key(usage_key(prefix, tenant, m));
-    }
-    invocation
-        .arg(1_000)
-        .arg(60_000)
-        .arg(format!("test:{now_ms}"))
-        .arg(now_ms.to_string());
-    for m in months {
-        invocation.arg(m.to_string());
-    }
-    for m in months {
-        invocation.arg(m.expire_at_secs(90));
-    }
-    for m in months {
-        invocation.arg(m.start_millis());
-    }
-    invocation.arg(local.next().end_millis());
-    invocation.arg("api_calls").arg(1);
-    let reply: (i64, i64, i64, i64, String) = invocation
+    let entry = script::Entry {
+        window_key: format!("{prefix}{}", RateLimiter::window_key(tenant, "default")),
+        usage_base: Some(format!("{prefix}usage:{{{tenant}}}:")),
+        limit: 1_000,
+        window_ms: 60_000,
+        member: format!("test:{now_ms}"),
+        usage: vec![("api_calls".to_owned(), 1)],
+    };
+    let values: Vec<redis::Value> = script::invocation(&source, &[entry], local, Some(now_ms), 90)
         .invoke_async(conn)
         .await
         .expect("the script runs");
-    assert_eq!(reply.3, now_ms, "the script's now is the injected one");
-    (reply.0, reply.4)
+    let reply = script::parse(&values);
+    assert_eq!(reply.now_ms, now_ms, "the script's now is the injected one");
+    assert_eq!(reply.answers.len(), 1);
+    (i64::from(reply.answers[0].admitted), reply.month)
 }
 
 #[tokio::test]

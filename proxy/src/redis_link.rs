@@ -173,6 +173,11 @@ impl RedisLink {
         &self.pubsub
     }
 
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
     /// Whether the last call failed.
     pub fn degraded(&self) -> bool {
         self.degraded.load(Ordering::Relaxed)

@@ -1,6 +1,6 @@
 //! Rate limiting of tenant routes: every request of a resolved tenant passes the shared
-//! limiter (a sliding window per tenant per endpoint group, one Redis round trip that also
-//! counts the call in the tenant's monthly usage) before its handler runs.
+//! limiter (a sliding window per tenant per endpoint group, at most one Redis round trip that
+//! also counts the call in the tenant's monthly usage) before its handler runs.
 //!
 //! The endpoint group is the first path segment after `/v1/` when `[limits.groups.<name>]` or
 //! the tenant's `limits.groups` names it (`/v1/payments/...` → `payments`); every other route

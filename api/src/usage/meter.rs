@@ -2,12 +2,12 @@
 //! fields `api_calls`, `transactions`, `storage_bytes` and `bandwidth_bytes`, kept
 //! `limits.usage_retention_days` after the month ends.
 //!
-//! `api_calls` (and the request body's bytes) are added by the limiter's script in the same
-//! round trip that admits the request. What cannot go there — response bytes, which are only
-//! known after the handler ran, and every increment made while Redis is down — is buffered here
-//! and flushed every second. A failed flush keeps the increments and retries: usage is
-//! reconciled when Redis returns, never silently dropped; only a buffer overflow (more than
-//! [`MAX_PENDING`] distinct tenant-months waiting) drops, and that is counted and logged.
+//! `api_calls` is added by the limiter's script in the same round trip that admits the request.
+//! What cannot go there — body bytes (request and response, counted as they pass), and every
+//! increment made while Redis is down — is buffered here and flushed every second. A failed
+//! flush keeps the increments and retries: usage is reconciled when Redis returns, never
+//! silently dropped; only a buffer overflow (more than [`MAX_PENDING`] distinct tenant-months
+//! waiting) drops, and that is counted and logged.
 //!
 //! `transactions` counts a payment once per idempotency key (a marker key set with `NX` in the
 //! same script); `storage_bytes` is a gauge, overwritten with the latest measurement.

@@ -1,5 +1,6 @@
-//! Per-tenant rate limiting shared by every instance: a sliding window log in Redis (one
-//! atomic script per request, see [`script`]), with a circuit breaker ([`breaker`]) and an
+//! Per-tenant rate limiting shared by every instance: a sliding window log in Redis (each
+//! request checked atomically by one script call, which under load carries the checks of many
+//! concurrent requests at once, see [`script`]), with a circuit breaker ([`breaker`]) and an
 //! in-process fallback ([`local`]). The HTTP API limits requests per endpoint group per minute
 //! and meters usage in the same script; the proxy limits commands per second per tenant with
 //! the same limiter.
@@ -132,12 +133,133 @@ impl Drop for Pending<'_> {
     }
 }
 
+/// Most checks sent to Redis in one script call.
+const MAX_BATCH: usize = 128;
+/// Batches in flight at once; while they are, new checks queue and form the next batch.
+const MAX_IN_FLIGHT: usize = 4;
+/// Checks waiting for a batch; beyond this they are decided as if Redis were down.
+const QUEUE: usize = 16_384;
+
+/// A check's answer from Redis: the answer, Redis' time, its month, and whether the check's
+/// usage was added (the month was among the batch's three candidates).
+type Answered = Option<(script::Answer, i64, String, bool)>;
+
+/// A check waiting for its batch.
+struct Job {
+    /// The hash tag (the tenant): in a cluster, a batch holds one slot's checks only.
+    tag: String,
+    entry: script::Entry,
+    /// The check meters usage.
+    usage: bool,
+    reply: tokio::sync::oneshot::Sender<Answered>,
+    /// Set by a caller that stopped waiting: a batch not yet sent leaves the check out, so the
+    /// caller's local fallback is the only one to count it.
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What the batching task shares with the limiter.
+#[derive(Clone)]
+struct Batcher {
+    link: Arc<RedisLink>,
+    script: Arc<redis::Script>,
+    breaker: Arc<Breaker>,
+    stats: Arc<Stats>,
+    timeout: Duration,
+    retention_days: u32,
+    clock: Clock,
+}
+
+impl Batcher {
+    /// Collects whatever is queued into batches and runs them, up to [`MAX_IN_FLIGHT`] at once.
+    /// Under light load every check is a batch of one, sent at once; under heavy load the checks
+    /// that arrive during one round trip share the next, so Redis and the network see one call
+    /// per batch instead of one per request. Each check stays atomic: the whole batch is.
+    async fn run(self, mut queue: tokio::sync::mpsc::Receiver<Job>) {
+        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+        while let Some(first) = queue.recv().await {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let this = self.clone();
+            tokio::spawn(async move {
+                if this.link.is_cluster() {
+                    let mut by_slot: std::collections::HashMap<String, Vec<Job>> =
+                        std::collections::HashMap::new();
+                    for job in batch {
+                        by_slot.entry(job.tag.clone()).or_default().push(job);
+                    }
+                    futures::future::join_all(by_slot.into_values().map(|jobs| this.send(jobs)))
+                        .await;
+                } else {
+                    this.send(batch).await;
+                }
+                drop(permit);
+            });
+        }
+    }
+
+    /// One script call for `jobs`; every job gets its answer, or `None` if the call failed.
+    async fn send(&self, jobs: Vec<Job>) {
+        let (entries, replies): (Vec<script::Entry>, Vec<_>) = jobs
+            .into_iter()
+            .filter(|j| !j.cancelled.load(Ordering::Acquire))
+            .map(|j| ((j.entry), (j.reply, j.usage)))
+            .unzip();
+        if entries.is_empty() {
+            return;
+        }
+        let local = Period::of_millis(self.clock.local_millis());
+        let months = [local.prev(), local, local.next()];
+        let invocation = script::invocation(
+            &self.script,
+            &entries,
+            local,
+            self.clock.injected(),
+            self.retention_days,
+        );
+        let result = self
+            .link
+            .call(self.timeout, move |mut conn| async move {
+                invocation.invoke_async::<Vec<Value>>(&mut conn).await
+            })
+            .await;
+        match result {
+            Ok(values) => {
+                self.breaker.success();
+                let reply = script::parse(&values);
+                let in_candidates =
+                    Period::parse(&reply.month).is_some_and(|p| months.contains(&p));
+                for (i, (tx, meters)) in replies.into_iter().enumerate() {
+                    let answer = reply.answers.get(i).map(|a| {
+                        let recorded = a.admitted && meters && in_candidates;
+                        (*a, reply.now_ms, reply.month.clone(), recorded)
+                    });
+                    let _ = tx.send(answer);
+                }
+            }
+            Err(e) => {
+                self.stats.redis_failures.fetch_add(1, Ordering::Relaxed);
+                self.breaker.failure(&e.to_string());
+                for (tx, _) in replies {
+                    let _ = tx.send(None);
+                }
+            }
+        }
+    }
+}
+
 /// The limiter.
-#[derive(Debug)]
 pub struct RateLimiter {
     redis: Option<Arc<RedisLink>>,
-    script: redis::Script,
-    breaker: Breaker,
+    script: Arc<redis::Script>,
+    breaker: Arc<Breaker>,
     local: LocalWindows,
     timeout: Duration,
     retention_days: u32,
@@ -145,17 +267,17 @@ pub struct RateLimiter {
     instance: String,
     sequence: AtomicU64,
     clock: Clock,
-    stats: Stats,
+    stats: Arc<Stats>,
+    /// The batching task's queue, started on first use.
+    queue: std::sync::OnceLock<tokio::sync::mpsc::Sender<Job>>,
 }
 
-fn int(v: Option<&Value>) -> i64 {
-    match v {
-        Some(Value::Int(n)) => *n,
-        Some(Value::BulkString(b)) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("shared", &self.redis.is_some())
+            .field("breaker", &self.breaker.state())
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,18 +287,19 @@ impl RateLimiter {
         let id: [u8; 6] = rand::random();
         RateLimiter {
             redis,
-            script: redis::Script::new(&script::source()),
-            breaker: Breaker::new(
+            script: Arc::new(redis::Script::new(&script::source())),
+            breaker: Arc::new(Breaker::new(
                 config.breaker_failures,
                 Duration::from_millis(config.breaker_cooldown_ms),
-            ),
+            )),
             local: LocalWindows::default(),
             timeout: Duration::from_millis(config.redis_timeout_ms),
             retention_days: config.usage_retention_days,
             instance: id.iter().map(|b| format!("{b:02x}")).collect(),
             sequence: AtomicU64::new(0),
             clock: Clock::Redis,
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
+            queue: std::sync::OnceLock::new(),
         }
     }
 
@@ -259,6 +382,24 @@ impl RateLimiter {
         }
     }
 
+    /// The batching task's queue (started on first use, inside the caller's runtime).
+    fn queue(&self, link: &Arc<RedisLink>) -> &tokio::sync::mpsc::Sender<Job> {
+        self.queue.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+            let batcher = Batcher {
+                link: link.clone(),
+                script: self.script.clone(),
+                breaker: self.breaker.clone(),
+                stats: self.stats.clone(),
+                timeout: self.timeout,
+                retention_days: self.retention_days,
+                clock: self.clock.clone(),
+            };
+            tokio::spawn(batcher.run(rx));
+            tx
+        })
+    }
+
     /// The shared (Redis) decision, or `None` when Redis is not configured, the breaker is
     /// open, or the call failed.
     pub async fn check_shared(&self, check: &Check<'_>) -> Option<Verdict> {
@@ -271,77 +412,57 @@ impl RateLimiter {
             finished: false,
         };
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let member = format!("{}:{seq}", self.instance);
-        let mut invocation = self.script.prepare_invoke();
-        invocation.key(link.key(&Self::window_key(check.tenant, check.group)));
-        let here = Period::of_millis(self.clock.local_millis());
-        let months = [here.prev(), here, here.next()];
-        if !check.usage.is_empty() {
-            for m in months {
-                invocation.key(link.key(&Self::usage_key(check.tenant, m)));
-            }
+        let usage_base =
+            (!check.usage.is_empty()).then(|| link.key(&format!("usage:{{{}}}:", check.tenant)));
+        let entry = script::Entry {
+            window_key: link.key(&Self::window_key(check.tenant, check.group)),
+            usage_base,
+            limit: check.limit,
+            window_ms: u64::try_from(check.window.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            member: format!("{}:{seq}", self.instance),
+            usage: check
+                .usage
+                .iter()
+                .map(|(f, n)| ((*f).to_owned(), *n))
+                .collect(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let job = Job {
+            tag: check.tenant.to_owned(),
+            entry,
+            reply: tx,
+            usage: !check.usage.is_empty(),
+            cancelled: cancelled.clone(),
+        };
+        if self.queue(link).try_send(job).is_err() {
+            // More checks waiting than Redis can take: decide this one as if Redis were down.
+            pending.finished = true;
+            self.breaker.abandoned();
+            return None;
         }
-        invocation
-            .arg(check.limit)
-            .arg(
-                u64::try_from(check.window.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-            )
-            .arg(member)
-            .arg(
-                self.clock
-                    .injected()
-                    .map(|ms| ms.to_string())
-                    .unwrap_or_default(),
-            );
-        for m in months {
-            invocation.arg(m.to_string());
-        }
-        for m in months {
-            invocation.arg(m.expire_at_secs(self.retention_days));
-        }
-        for m in months {
-            invocation.arg(m.start_millis());
-        }
-        invocation.arg(here.next().end_millis());
-        for (field, n) in check.usage {
-            invocation.arg(*field).arg(*n);
-        }
-        let result = link
-            .call(self.timeout, move |mut conn| async move {
-                invocation.invoke_async::<Vec<Value>>(&mut conn).await
-            })
-            .await;
+        // The batch's own call is bounded by the timeout and answers (with `None` on failure,
+        // after telling the breaker); waiting longer only covers time spent queued.
+        let answer = tokio::time::timeout(self.timeout * 2, rx).await;
         pending.finished = true;
-        match result {
-            Ok(reply) => {
-                self.breaker.success();
-                self.stats.redis_decisions.fetch_add(1, Ordering::Relaxed);
-                let month = match reply.get(4) {
-                    Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                    _ => String::new(),
-                };
-                let now = int(reply.get(3));
-                let period = Period::parse(&month).unwrap_or_else(|| Period::of_millis(now));
-                let admitted = int(reply.first()) == 1;
-                Some(Verdict {
-                    admitted,
-                    unavailable: false,
-                    limit: check.limit,
-                    remaining: u64::try_from(int(reply.get(1))).unwrap_or(0),
-                    reset: Duration::from_millis(u64::try_from(int(reply.get(2))).unwrap_or(0)),
-                    window: check.window,
-                    source: Source::Redis,
-                    period,
-                    usage_recorded: admitted && !check.usage.is_empty() && months.contains(&period),
-                })
-            }
-            Err(e) => {
-                self.stats.redis_failures.fetch_add(1, Ordering::Relaxed);
-                self.breaker.failure(&e.to_string());
-                None
-            }
+        if answer.is_err() {
+            cancelled.store(true, Ordering::Release);
         }
+        let (answer, now, month, recorded) = answer.ok()?.ok()??;
+        self.stats.redis_decisions.fetch_add(1, Ordering::Relaxed);
+        let period = Period::parse(&month).unwrap_or_else(|| Period::of_millis(now));
+        Some(Verdict {
+            admitted: answer.admitted,
+            unavailable: false,
+            limit: check.limit,
+            remaining: u64::try_from(answer.remaining).unwrap_or(0),
+            reset: Duration::from_millis(u64::try_from(answer.reset_ms).unwrap_or(0)),
+            window: check.window,
+            source: Source::Redis,
+            period,
+            usage_recorded: recorded,
+        })
     }
 }
