@@ -5,6 +5,11 @@
 
 mod cli;
 
+/// glibc's allocator spends a fifth of a request's CPU in `malloc`/`free` under many threads
+/// (measured with perf, see docs/benchmarks.md); mimalloc's thread-local heaps do not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// tenantgate: tenant isolation for MongoDB, enforced on the wire.

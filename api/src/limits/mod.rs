@@ -26,6 +26,7 @@ pub mod headers;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
+use http_body::Body as _;
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -162,12 +163,17 @@ pub async fn limit(State(state): State<ApiState>, request: Request, next: Next) 
     if !verdict.usage_recorded {
         meter.add(&tenant.slug, period, Field::ApiCalls, 1);
     }
-    let (parts, body) = request.into_parts();
-    let slug = tenant.slug.clone();
-    let body = Counting::wrap(body, move |n| {
-        meter.add(&slug, period, Field::BandwidthBytes, n as i64);
-    });
-    let mut response = next.run(Request::from_parts(parts, body)).await;
+    let request = if request.body().size_hint().exact() == Some(0) {
+        request
+    } else {
+        let (parts, body) = request.into_parts();
+        let slug = tenant.slug.clone();
+        let body = Counting::wrap(body, move |n| {
+            meter.add(&slug, period, Field::BandwidthBytes, n as i64);
+        });
+        Request::from_parts(parts, body)
+    };
+    let mut response = next.run(request).await;
     headers::apply(response.headers_mut(), &verdict, &group);
     // The response body is counted by [`bill_responses`], outside the layer that completes
     // problem bodies, so what is billed is what is sent.
@@ -196,6 +202,12 @@ pub async fn bill_responses(
         return response;
     };
     let meter = state.meter().clone();
+    if let Some(n) = response.body().size_hint().exact() {
+        // A body of known length (every JSON reply) is billed now, without a wrapper. A client
+        // that disconnects mid-body is billed the whole body: it was written to the socket.
+        meter.add(&billing.tenant, billing.period, Field::BandwidthBytes, n as i64);
+        return response;
+    }
     let (parts, body) = response.into_parts();
     let body = Counting::wrap(body, move |n| {
         meter.add(
