@@ -26,10 +26,10 @@ pub mod headers;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use http_body::Body as _;
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body::Body as _;
 use tenantgate_proxy::config::LimitsConfig;
 use tenantgate_proxy::ratelimit::Check;
 use tenantgate_proxy::registry::Tenant;
@@ -205,7 +205,12 @@ pub async fn bill_responses(
     if let Some(n) = response.body().size_hint().exact() {
         // A body of known length (every JSON reply) is billed now, without a wrapper. A client
         // that disconnects mid-body is billed the whole body: it was written to the socket.
-        meter.add(&billing.tenant, billing.period, Field::BandwidthBytes, n as i64);
+        meter.add(
+            &billing.tenant,
+            billing.period,
+            Field::BandwidthBytes,
+            n as i64,
+        );
         return response;
     }
     let (parts, body) = response.into_parts();
