@@ -13,6 +13,7 @@ pub mod currency;
 pub mod extract;
 pub mod guard;
 pub mod limits;
+pub mod payments;
 pub mod problem;
 pub mod request_id;
 pub mod routes;
@@ -53,6 +54,8 @@ pub fn app_with_tenant_routes(state: ApiState, extra: Router<ApiState>) -> Route
         .merge(routes::tenant::router(&state))
         .merge(routes::admin::router(&state))
         .merge(routes::usage::router(&state))
+        .merge(routes::payments::router(&state))
+        .merge(routes::customers::router(&state))
         .merge(extra)
         .fallback(not_found)
         .layer(from_fn(problem::finish))

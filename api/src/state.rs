@@ -85,6 +85,14 @@ impl ApiState {
             }),
         };
         crate::usage::jobs::spawn(&state);
+        let services = state.services().clone();
+        let db = state.database().to_owned();
+        tokio::spawn(async move {
+            let field = services.config.policy.tenant_field.clone();
+            if let Err(e) = crate::payments::ensure_indexes(&services.upstream, &db, &field).await {
+                tracing::error!(target: "tenantgate::api", error = %e, "payments indexes missing: concurrent duplicate Idempotency-Keys could create two payments");
+            }
+        });
         state
     }
 

@@ -1,7 +1,9 @@
 //! Routes, one module per resource.
 
 pub mod admin;
+pub mod customers;
 pub mod health;
 pub mod metrics;
+pub mod payments;
 pub mod tenant;
 pub mod usage;

@@ -1,0 +1,373 @@
+//! Customers: `POST /v1/customers`, `GET /v1/customers[?include_deleted=true]`,
+//! `GET /v1/customers/{id}`, `PATCH /v1/customers/{id}`, `DELETE /v1/customers/{id}` (a soft
+//! delete: the policy engine turns it into `deletedAt: <now>`), `POST /v1/customers/{id}/restore`,
+//! and `DELETE /v1/customers/{id}?hard=true` for `super_admin` only (a real delete through the
+//! audited bypass handle). Soft-deleted customers disappear from every list, lookup and join —
+//! the engine adds `deletedAt: null` to every read — unless a read asks for them explicitly.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bson::{Bson, Document, doc, oid::ObjectId};
+use serde_json::{Map, Value, json};
+use tenantgate_proxy::scoped::ScopedDb;
+
+use super::payments::db_problem;
+use crate::extract::{CurrentTenant, Json, TenantDb, origin};
+use crate::guard;
+use crate::problem::{FieldError, Problem};
+use crate::state::ApiState;
+
+/// The tenant collection holding customers.
+pub const COLLECTION: &str = "customers";
+/// Reads and writes that also see soft-deleted documents (the policy's `includeDeleted`).
+const INCLUDE_DELETED: &str = "tenantgate:includeDeleted";
+
+/// The routes.
+pub fn router(state: &ApiState) -> Router<ApiState> {
+    Router::new()
+        .route(
+            "/v1/customers",
+            guard::tenant(state, get(list).post(create)),
+        )
+        .route(
+            "/v1/customers/{id}",
+            guard::tenant(state, get(read).patch(update).delete(remove)),
+        )
+        .route(
+            "/v1/customers/{id}/restore",
+            guard::tenant(state, post(restore)),
+        )
+}
+
+fn time(d: &Document, key: &str) -> Value {
+    d.get_datetime(key)
+        .ok()
+        .and_then(|t| t.try_to_rfc3339_string().ok())
+        .map(Value::String)
+        .unwrap_or(Value::Null)
+}
+
+/// The API object of a stored customer.
+fn view(d: &Document) -> Value {
+    let metadata: Map<String, Value> = d
+        .get_document("metadata")
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), Value::String(s.to_owned()))))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "id": d.get_str("_id").unwrap_or_default(),
+        "object": "customer",
+        "name": d.get_str("name").unwrap_or_default(),
+        "email": d.get_str("email").ok(),
+        "metadata": metadata,
+        "tenantId": d.get_str("tenantId").unwrap_or_default(),
+        "createdAt": time(d, "createdAt"),
+        "updatedAt": time(d, "updatedAt"),
+        "deletedAt": time(d, "deletedAt"),
+    })
+}
+
+fn text(v: &Value, field: &str, max: usize, errors: &mut Vec<FieldError>) -> Option<String> {
+    match v.as_str().map(str::trim) {
+        Some(s)
+            if !s.is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control) =>
+        {
+            Some(s.to_owned())
+        }
+        _ => {
+            errors.push(FieldError::new(
+                field,
+                format!("must be a string of 1 to {max} printable characters"),
+            ));
+            None
+        }
+    }
+}
+
+fn email(v: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
+    let e = text(v, "email", 254, errors)?;
+    let valid = e.split_once('@').is_some_and(|(l, d)| {
+        !l.is_empty() && d.contains('.') && !d.starts_with('.') && !e.contains(' ')
+    });
+    if valid {
+        Some(e.to_ascii_lowercase())
+    } else {
+        errors.push(FieldError::new("email", "must be an email address"));
+        None
+    }
+}
+
+fn metadata(v: &Value, errors: &mut Vec<FieldError>) -> Option<Document> {
+    let Some(m) = v.as_object() else {
+        errors.push(FieldError::new("metadata", "must be an object of strings"));
+        return None;
+    };
+    if m.len() > 20 {
+        errors.push(FieldError::new("metadata", "at most 20 keys"));
+    }
+    let mut out = Document::new();
+    for (k, v) in m {
+        let field = format!("metadata.{k}");
+        if !(1..=40).contains(&k.len()) || k.starts_with('$') || k.contains('.') {
+            errors.push(FieldError::new(
+                field,
+                "keys are 1 to 40 characters, without '$' at the start or '.'",
+            ));
+        } else if let Some(s) = text(v, &field, 500, errors) {
+            out.insert(k.clone(), s);
+        }
+    }
+    Some(out)
+}
+
+/// Validates a body's fields into `$set` pairs; `create` requires `name`.
+fn fields(body: &Map<String, Value>, create: bool) -> Result<Document, Problem> {
+    let mut errors = Vec::new();
+    let mut set = Document::new();
+    for (k, v) in body {
+        match k.as_str() {
+            "name" => {
+                if let Some(n) = text(v, "name", 200, &mut errors) {
+                    set.insert("name", n);
+                }
+            }
+            "email" if v.is_null() && !create => {
+                set.insert("email", Bson::Null);
+            }
+            "email" => {
+                if let Some(e) = email(v, &mut errors) {
+                    set.insert("email", e);
+                }
+            }
+            "metadata" => {
+                if let Some(m) = metadata(v, &mut errors) {
+                    set.insert("metadata", m);
+                }
+            }
+            other => errors.push(FieldError::new(other, "is not a customer field")),
+        }
+    }
+    if create && !body.contains_key("name") {
+        errors.push(FieldError::new("name", "is required"));
+    }
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(Problem::validation(errors))
+    }
+}
+
+fn not_found(id: &str) -> Problem {
+    Problem::not_found("customer_not_found", format!("no customer {id}"))
+}
+
+/// The customer `id`, soft-deleted ones included when `deleted` says so.
+async fn find(db: &ScopedDb, id: &str, deleted: bool) -> Result<Option<Document>, Problem> {
+    let mut cmd =
+        doc! { "find": COLLECTION, "filter": { "_id": id }, "limit": 1_i64, "singleBatch": true };
+    if deleted {
+        cmd.insert("comment", INCLUDE_DELETED);
+    }
+    let reply = db.run(cmd).await.map_err(db_problem)?;
+    Ok(reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .ok()
+        .and_then(|b| b.first())
+        .and_then(Bson::as_document)
+        .cloned())
+}
+
+fn include_deleted(q: &HashMap<String, String>) -> Result<bool, Problem> {
+    match q.get("include_deleted").map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(Problem::validation(vec![FieldError::new(
+            "include_deleted",
+            "must be true or false",
+        )])),
+    }
+}
+
+async fn create(db: TenantDb, Json(body): Json<Map<String, Value>>) -> Result<Response, Problem> {
+    let mut d = fields(&body, true)?;
+    let id = format!("cus_{}", ObjectId::new().to_hex());
+    let now = bson::DateTime::now();
+    d.insert("_id", id.as_str());
+    d.insert("createdAt", now);
+    d.insert("updatedAt", now);
+    if !d.contains_key("metadata") {
+        d.insert("metadata", Document::new());
+    }
+    db.collection(COLLECTION)
+        .insert_one(d)
+        .await
+        .map_err(db_problem)?;
+    let stored = find(&db, &id, false).await?.ok_or_else(|| not_found(&id))?;
+    let location =
+        HeaderValue::from_str(&format!("/v1/customers/{id}")).map_err(|e| Problem::internal(&e))?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view(&stored)),
+    )
+        .into_response())
+}
+
+async fn list(
+    db: TenantDb,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let deleted = include_deleted(&q)?;
+    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
+        None => 10,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        _ => {
+            return Err(Problem::validation(vec![FieldError::new(
+                "limit",
+                "must be a whole number from 1 to 100",
+            )]));
+        }
+    };
+    let mut filter = Document::new();
+    if let Some(after) = q.get("starting_after") {
+        filter.insert("_id", doc! { "$lt": after.as_str() });
+    }
+    let mut cmd = doc! {
+        "find": COLLECTION, "filter": filter, "sort": { "_id": -1 },
+        "limit": limit + 1, "singleBatch": true,
+    };
+    if deleted {
+        cmd.insert("comment", INCLUDE_DELETED);
+    }
+    let reply = db.run(cmd).await.map_err(db_problem)?;
+    let mut found: Vec<Document> = reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .map(|b| b.iter().filter_map(|d| d.as_document().cloned()).collect())
+        .unwrap_or_default();
+    let has_more = found.len() as i64 > limit;
+    found.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(Json(json!({
+        "object": "list",
+        "data": found.iter().map(view).collect::<Vec<_>>(),
+        "has_more": has_more,
+    })))
+}
+
+async fn read(
+    db: TenantDb,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let deleted = include_deleted(&q)?;
+    find(&db, &id, deleted)
+        .await?
+        .map(|d| Json(view(&d)))
+        .ok_or_else(|| not_found(&id))
+}
+
+async fn update(
+    db: TenantDb,
+    Path(id): Path<String>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Json<Value>, Problem> {
+    let mut set = fields(&body, false)?;
+    set.insert("updatedAt", bson::DateTime::now());
+    let updated = db
+        .collection(COLLECTION)
+        .find_one_and_update(doc! { "_id": &id }, doc! { "$set": set }, true, false)
+        .await
+        .map_err(db_problem)?;
+    updated
+        .map(|d| Json(view(&d)))
+        .ok_or_else(|| not_found(&id))
+}
+
+async fn remove(
+    State(state): State<ApiState>,
+    current: CurrentTenant,
+    db: TenantDb,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    parts: axum::http::request::Parts,
+) -> Result<Json<Value>, Problem> {
+    let hard = match q.get("hard").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(Problem::validation(vec![FieldError::new(
+                "hard",
+                "must be true or false",
+            )]));
+        }
+    };
+    if hard {
+        let Some(admin) = current.caller.as_ref().filter(|p| p.is_super_admin()) else {
+            return Err(Problem::forbidden(
+                "role_required",
+                "a hard delete needs the super_admin role",
+            ));
+        };
+        // The audited bypass handle, filtered to this tenant by hand: nothing else may match.
+        let bypass = state
+            .services()
+            .engine
+            .bypass(&admin.name, state.database(), origin(&parts));
+        let field = state.services().config.policy.tenant_field.clone();
+        let reply = bypass
+            .run(doc! {
+                "delete": COLLECTION,
+                "deletes": [ { "q": { "_id": &id, field: current.slug() }, "limit": 1 } ],
+            })
+            .await
+            .map_err(db_problem)?;
+        if reply.get_i32("n").unwrap_or(0) == 0 {
+            return Err(not_found(&id));
+        }
+        return Ok(Json(
+            json!({ "id": id, "object": "customer", "deleted": true, "hard": true }),
+        ));
+    }
+    let n = db
+        .collection(COLLECTION)
+        .delete(doc! { "_id": &id }, false)
+        .await
+        .map_err(db_problem)?;
+    if n == 0 {
+        return Err(not_found(&id));
+    }
+    let stored = find(&db, &id, true).await?.ok_or_else(|| not_found(&id))?;
+    Ok(Json(view(&stored)))
+}
+
+async fn restore(db: TenantDb, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    let reply = db
+        .run(doc! {
+            "findAndModify": COLLECTION,
+            "query": { "_id": &id, "deletedAt": { "$ne": Bson::Null } },
+            "update": { "$set": { "deletedAt": Bson::Null, "updatedAt": bson::DateTime::now() } },
+            "new": true,
+            "comment": INCLUDE_DELETED,
+        })
+        .await
+        .map_err(db_problem)?;
+    match reply.get_document("value") {
+        Ok(d) => Ok(Json(view(d))),
+        Err(_) => match find(&db, &id, false).await? {
+            Some(_) => Err(Problem::conflict(
+                "customer_not_deleted",
+                format!("customer {id} is not deleted"),
+            )),
+            None => Err(not_found(&id)),
+        },
+    }
+}

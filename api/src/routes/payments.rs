@@ -1,0 +1,256 @@
+//! `POST /v1/payments`, `GET /v1/payments`, `GET /v1/payments/{id}` and
+//! `POST /v1/payments/{id}/refund`: tenant routes; every handler works through the tenant's
+//! [`TenantDb`], so no filter here names a tenant and none needs to.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bson::{Document, doc};
+use serde_json::{Map, Value, json};
+use tenantgate_proxy::scoped::DbError;
+use tenantgate_proxy::scoped_collection::FindOptions;
+
+use crate::extract::{CurrentTenant, Json, TenantDb};
+use crate::guard;
+use crate::limits::transactions_per_month;
+use crate::payments::idempotency::{self, Claim};
+use crate::payments::{self, COLLECTION, Status, input};
+use crate::problem::{FieldError, Problem};
+use crate::state::ApiState;
+
+/// The routes.
+pub fn router(state: &ApiState) -> Router<ApiState> {
+    Router::new()
+        .route("/v1/payments", guard::tenant(state, get(list).post(create)))
+        .route("/v1/payments/{id}", guard::tenant(state, get(read)))
+        .route(
+            "/v1/payments/{id}/refund",
+            guard::tenant(state, post(refund)),
+        )
+}
+
+/// Maps a database error of a handler to the API's error.
+pub fn db_problem(e: DbError) -> Problem {
+    match e {
+        DbError::Upstream(_) | DbError::TenantInactive(_) => Problem::unavailable(
+            "database_unavailable",
+            "the database cannot be reached; retry shortly",
+        ),
+        other => Problem::internal(&other),
+    }
+}
+
+async fn create(
+    State(state): State<ApiState>,
+    current: CurrentTenant,
+    db: TenantDb,
+    headers: HeaderMap,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Response, Problem> {
+    let payment = input::new_payment(&body)?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str().ok().filter(|k| idempotency::valid_key(k)) {
+            Some(k) => Some(k.to_owned()),
+            None => {
+                return Err(Problem::validation(vec![FieldError::new(
+                    "Idempotency-Key",
+                    "must be 1 to 255 printable ASCII characters",
+                )]));
+            }
+        },
+    };
+    if let Some(k) = &key {
+        match idempotency::claim(&db, k, &idempotency::fingerprint(&payment))
+            .await
+            .map_err(db_problem)?
+        {
+            Claim::Owned => {}
+            Claim::Replay(status, body) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                let mut r = (status, Json(body)).into_response();
+                r.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                return Ok(r);
+            }
+            Claim::Mismatch => {
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "Idempotency key reused",
+                    "this Idempotency-Key was used with a different request body",
+                ));
+            }
+            Claim::InProgress => {
+                return Err(Problem::conflict(
+                    "idempotency_in_progress",
+                    "a request with this Idempotency-Key is still being processed; retry shortly",
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+        }
+    }
+    let outcome = create_payment(&state, &current, &db, &payment, key.as_deref()).await;
+    match (&key, &outcome) {
+        (Some(k), Ok(body)) => {
+            let _ = idempotency::complete(&db, k, 201, body).await;
+        }
+        (Some(k), Err(_)) => idempotency::release(&db, k).await,
+        _ => {}
+    }
+    let body = outcome?;
+    let location = HeaderValue::from_str(&format!(
+        "/v1/payments/{}",
+        body["id"].as_str().unwrap_or_default()
+    ))
+    .map_err(|e| Problem::internal(&e))?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+async fn create_payment(
+    state: &ApiState,
+    current: &CurrentTenant,
+    db: &TenantDb,
+    payment: &input::NewPayment,
+    key: Option<&str>,
+) -> Result<Value, Problem> {
+    let quota = transactions_per_month(&state.services().config.limits, &current.tenant);
+    let meter = state.meter();
+    let used = meter
+        .read(current.slug(), meter.current_period())
+        .await
+        .ok()
+        .flatten()
+        .map(|t| t.transactions)
+        .unwrap_or(0);
+    if u64::try_from(used).unwrap_or(0) >= quota {
+        return Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "transaction_quota_exceeded",
+            "Monthly transaction quota exceeded",
+            format!(
+                "tenant {} has used its {quota} payments for this month",
+                current.slug()
+            ),
+        ));
+    }
+    let id = payments::new_id();
+    let metadata: Map<String, Value> = payment
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let status = payments::settle(&metadata);
+    let payments = db.collection(COLLECTION);
+    payments
+        .insert_one(payments::document(&id, payment, Status::Pending))
+        .await
+        .map_err(db_problem)?;
+    let settled = payments
+        .find_one_and_update(
+            doc! { "_id": &id, "status": Status::Pending.as_str() },
+            doc! { "$set": { "status": status.as_str(), "updatedAt": bson::DateTime::now() } },
+            true,
+            false,
+        )
+        .await
+        .map_err(db_problem)?
+        .ok_or_else(|| Problem::internal(&"a payment vanished while it was settled"))?;
+    meter.transaction(current.slug(), key).await;
+    Ok(payments::view(&settled))
+}
+
+async fn list(
+    db: TenantDb,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let q = input::list_query(&query)?;
+    let mut filter = Document::new();
+    if let Some(after) = &q.starting_after {
+        filter.insert("_id", doc! { "$lt": after });
+    }
+    if let Some(status) = &q.status {
+        filter.insert("status", status.as_str());
+    }
+    let mut created = Document::new();
+    if let Some(ms) = q.created_gte {
+        created.insert("$gte", bson::DateTime::from_millis(ms));
+    }
+    if let Some(ms) = q.created_lte {
+        created.insert("$lte", bson::DateTime::from_millis(ms));
+    }
+    if !created.is_empty() {
+        filter.insert("createdAt", created);
+    }
+    let mut found = db
+        .collection(COLLECTION)
+        .find(
+            filter,
+            FindOptions {
+                sort: Some(doc! { "_id": -1 }),
+                limit: Some(q.limit + 1),
+                ..FindOptions::default()
+            },
+        )
+        .await
+        .map_err(db_problem)?;
+    let has_more = found.len() as i64 > q.limit;
+    found.truncate(usize::try_from(q.limit).unwrap_or(0));
+    Ok(Json(json!({
+        "object": "list",
+        "data": found.iter().map(payments::view).collect::<Vec<_>>(),
+        "has_more": has_more,
+    })))
+}
+
+fn not_found(id: &str) -> Problem {
+    Problem::not_found("payment_not_found", format!("no payment {id}"))
+}
+
+async fn read(db: TenantDb, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    db.collection(COLLECTION)
+        .find_one(doc! { "_id": &id })
+        .await
+        .map_err(db_problem)?
+        .map(|d| Json(payments::view(&d)))
+        .ok_or_else(|| not_found(&id))
+}
+
+async fn refund(db: TenantDb, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    let payments = db.collection(COLLECTION);
+    let refunded = payments
+        .find_one_and_update(
+            doc! { "_id": &id, "status": Status::Succeeded.as_str() },
+            doc! { "$set": { "status": Status::Refunded.as_str(), "updatedAt": bson::DateTime::now() } },
+            true,
+            false,
+        )
+        .await
+        .map_err(db_problem)?;
+    match refunded {
+        Some(d) => Ok(Json(payments::view(&d))),
+        None => match payments
+            .find_one(doc! { "_id": &id })
+            .await
+            .map_err(db_problem)?
+        {
+            Some(d) => Err(Problem::conflict(
+                "payment_not_refundable",
+                format!(
+                    "payment {id} is {}; only succeeded payments can be refunded",
+                    d.get_str("status").unwrap_or("?")
+                ),
+            )),
+            None => Err(not_found(&id)),
+        },
+    }
+}
