@@ -56,6 +56,7 @@ pub fn app_with_tenant_routes(state: ApiState, extra: Router<ApiState>) -> Route
         .merge(routes::usage::router(&state))
         .merge(routes::payments::router(&state))
         .merge(routes::customers::router(&state))
+        .merge(routes::audit::router(&state))
         .merge(extra)
         .fallback(not_found)
         .layer(from_fn(problem::finish))

@@ -1,6 +1,7 @@
 //! Routes, one module per resource.
 
 pub mod admin;
+pub mod audit;
 pub mod customers;
 pub mod health;
 pub mod metrics;

@@ -1,0 +1,239 @@
+//! `GET /v1/admin/audit` and `GET /v1/admin/audit/summary`: the security team's view of the
+//! audit trail — rejections, authentication failures, tenant conflicts, bypasses and admin
+//! changes, from the proxy and the API — for `super_admin` and `security_auditor`.
+//!
+//! Events are read from the `tenantgate_audit` collection of tenantgate's own database as they
+//! were stored: command values were redacted into shapes before an event existed, so this route
+//! never shows document values (unless a non-production deployment turned `audit_values` on).
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::request::Parts;
+use axum::routing::get;
+use bson::{Bson, Document, doc, oid::ObjectId};
+use serde_json::{Value, json};
+use tenantgate_policy::Role;
+use tenantgate_proxy::audit::COLLECTION;
+
+use crate::extract::Json;
+use crate::extract::caller::require_role;
+use crate::guard;
+use crate::problem::{FieldError, Problem};
+use crate::state::ApiState;
+
+/// The routes.
+pub fn router(state: &ApiState) -> Router<ApiState> {
+    Router::new()
+        .route("/v1/admin/audit", guard::signed_in(state, get(events)))
+        .route(
+            "/v1/admin/audit/summary",
+            guard::signed_in(state, get(summary)),
+        )
+}
+
+/// `super_admin` or `security_auditor`.
+fn auditor(parts: &Parts) -> Result<(), Problem> {
+    match require_role(parts, &Role::SecurityAuditor) {
+        Ok(_) => Ok(()),
+        Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => Err(e),
+        Err(_) => require_role(parts, &Role::SuperAdmin)
+            .map(|_| ())
+            .map_err(|_| {
+                Problem::forbidden(
+                    "role_required",
+                    "this route needs the security_auditor or super_admin role",
+                )
+            }),
+    }
+}
+
+fn instant(field: &str, s: &str, errors: &mut Vec<FieldError>) -> Option<bson::DateTime> {
+    if let Ok(secs) = s.parse::<i64>() {
+        return secs.checked_mul(1000).map(bson::DateTime::from_millis);
+    }
+    match bson::DateTime::parse_rfc3339_str(s) {
+        Ok(t) => Some(t),
+        Err(_) => {
+            errors.push(FieldError::new(
+                field,
+                "must be Unix seconds or an RFC 3339 time",
+            ));
+            None
+        }
+    }
+}
+
+/// The filter of the shared query parameters.
+fn filter(q: &HashMap<String, String>, extra: &[&str]) -> Result<Document, Problem> {
+    let mut errors = Vec::new();
+    let mut f = Document::new();
+    let mut at = Document::new();
+    for (k, v) in q {
+        match k.as_str() {
+            "tenant" | "rule" | "principal" | "kind" | "source" => {
+                if v.is_empty() || v.len() > 128 {
+                    errors.push(FieldError::new(k.as_str(), "must be 1 to 128 characters"));
+                } else {
+                    f.insert(k.as_str(), v.as_str());
+                }
+            }
+            "from" => {
+                if let Some(t) = instant("from", v, &mut errors) {
+                    at.insert("$gte", t);
+                }
+            }
+            "to" => {
+                if let Some(t) = instant("to", v, &mut errors) {
+                    at.insert("$lt", t);
+                }
+            }
+            other if extra.contains(&other) => {}
+            other => errors.push(FieldError::new(other, "is not an audit query parameter")),
+        }
+    }
+    if !at.is_empty() {
+        f.insert("at", at);
+    }
+    if errors.is_empty() {
+        Ok(f)
+    } else {
+        Err(Problem::validation(errors))
+    }
+}
+
+fn to_json(d: &Document) -> Value {
+    let mut out = serde_json::Map::new();
+    for (k, v) in d {
+        let value = match (k.as_str(), v) {
+            ("_id", Bson::ObjectId(id)) => {
+                out.insert("id".into(), Value::String(format!("evt_{}", id.to_hex())));
+                continue;
+            }
+            (_, Bson::DateTime(t)) => t
+                .try_to_rfc3339_string()
+                .map(Value::String)
+                .unwrap_or(Value::Null),
+            _ => v.clone().into_relaxed_extjson(),
+        };
+        out.insert(k.clone(), value);
+    }
+    Value::Object(out)
+}
+
+async fn run(state: &ApiState, cmd: Document) -> Result<Document, Problem> {
+    let mut cmd = cmd;
+    cmd.insert(
+        "$db",
+        state.services().config.policy.internal_database.as_str(),
+    );
+    let raw = bson::RawDocumentBuf::try_from(&cmd).map_err(|e| Problem::internal(&e))?;
+    let reply = state.services().upstream.command(raw).await.map_err(|_| {
+        Problem::unavailable(
+            "database_unavailable",
+            "the audit trail cannot be read right now; retry shortly",
+        )
+    })?;
+    if reply.get_f64("ok").unwrap_or(0.0) != 1.0 {
+        return Err(Problem::internal(&format!("audit query failed: {reply}")));
+    }
+    Ok(reply)
+}
+
+fn batch(reply: &Document) -> Vec<Document> {
+    reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .map(|b| b.iter().filter_map(|d| d.as_document().cloned()).collect())
+        .unwrap_or_default()
+}
+
+async fn events(
+    State(state): State<ApiState>,
+    parts: Parts,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    auditor(&parts)?;
+    let mut f = filter(&q, &["limit", "starting_after"])?;
+    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
+        None => 50,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        _ => {
+            return Err(Problem::validation(vec![FieldError::new(
+                "limit",
+                "must be a whole number from 1 to 100",
+            )]));
+        }
+    };
+    if let Some(after) = q.get("starting_after") {
+        let id = after
+            .strip_prefix("evt_")
+            .and_then(|h| ObjectId::parse_str(h).ok())
+            .ok_or_else(|| {
+                Problem::validation(vec![FieldError::new(
+                    "starting_after",
+                    "must be an event id",
+                )])
+            })?;
+        f.insert("_id", doc! { "$lt": id });
+    }
+    let reply = run(
+        &state,
+        doc! { "find": COLLECTION, "filter": f, "sort": { "_id": -1 }, "limit": limit + 1, "singleBatch": true },
+    )
+    .await?;
+    let mut found = batch(&reply);
+    let has_more = found.len() as i64 > limit;
+    found.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(Json(json!({
+        "object": "list",
+        "data": found.iter().map(to_json).collect::<Vec<_>>(),
+        "has_more": has_more,
+    })))
+}
+
+async fn summary(
+    State(state): State<ApiState>,
+    parts: Parts,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    auditor(&parts)?;
+    let f = filter(&q, &[])?;
+    let reply = run(
+        &state,
+        doc! {
+            "aggregate": COLLECTION,
+            "pipeline": [
+                { "$match": f },
+                { "$group": {
+                    "_id": {
+                        "day": { "$dateToString": { "format": "%Y-%m-%d", "date": "$at" } },
+                        "tenant": "$tenant", "rule": "$rule", "kind": "$kind",
+                    },
+                    "count": { "$sum": 1 },
+                } },
+                { "$sort": { "_id.day": 1, "_id.tenant": 1, "_id.rule": 1 } },
+                { "$limit": 10_000 },
+            ],
+            "cursor": { "batchSize": 10_000 },
+        },
+    )
+    .await?;
+    let data: Vec<Value> = batch(&reply)
+        .iter()
+        .map(|d| {
+            let id = d.get_document("_id").cloned().unwrap_or_default();
+            json!({
+                "day": id.get_str("day").ok(),
+                "tenant": id.get_str("tenant").ok(),
+                "rule": id.get_str("rule").ok(),
+                "kind": id.get_str("kind").ok(),
+                "count": match d.get("count") { Some(Bson::Int32(n)) => i64::from(*n), Some(Bson::Int64(n)) => *n, _ => 0 },
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "object": "list", "data": data, "has_more": false }),
+    ))
+}
