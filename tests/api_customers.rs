@@ -415,7 +415,6 @@ async fn create_names_every_invalid_field_and_stores_nothing() {
 
 /// `email()` accepts anything with one `@` split off, so a second `@` in the domain passes.
 #[tokio::test]
-#[ignore = "BUG: POST /v1/customers accepts `a@@example.com` and `a@b@example.com` as emails (email() only checks split_once('@'))"]
 async fn create_refuses_an_email_with_two_at_signs() {
     bounded("create_refuses_an_email_with_two_at_signs", async {
         let (api, db) = start("cus_email_at").await;
@@ -443,7 +442,6 @@ async fn create_refuses_an_email_with_two_at_signs() {
 
 /// The metadata key check counts bytes (`k.len()`) while its message promises characters.
 #[tokio::test]
-#[ignore = "BUG: a metadata key of 21 to 40 non-ASCII characters (e.g. 21 × 'é', 42 bytes) is refused although the error says keys are 1 to 40 characters (metadata() checks k.len(), bytes)"]
 async fn metadata_keys_are_limited_by_characters_not_bytes() {
     bounded("metadata_keys_are_limited_by_characters_not_bytes", async {
         let (api, db) = start("cus_meta_key").await;

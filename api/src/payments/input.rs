@@ -106,7 +106,7 @@ pub fn new_payment(body: &Map<String, Value>) -> Result<NewPayment, Problem> {
             }
             for (k, v) in m {
                 let field = format!("metadata.{k}");
-                let key_ok = (1..=40).contains(&k.len())
+                let key_ok = (1..=40).contains(&k.chars().count())
                     && !k.starts_with('$')
                     && !k.contains('.')
                     && !k.chars().any(char::is_control);

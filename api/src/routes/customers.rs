@@ -94,9 +94,10 @@ fn text(v: &Value, field: &str, max: usize, errors: &mut Vec<FieldError>) -> Opt
 
 fn email(v: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
     let e = text(v, "email", 254, errors)?;
-    let valid = e.split_once('@').is_some_and(|(l, d)| {
-        !l.is_empty() && d.contains('.') && !d.starts_with('.') && !e.contains(' ')
-    });
+    let valid = e.matches('@').count() == 1
+        && e.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !e.contains(' ')
+        });
     if valid {
         Some(e.to_ascii_lowercase())
     } else {
@@ -116,7 +117,7 @@ fn metadata(v: &Value, errors: &mut Vec<FieldError>) -> Option<Document> {
     let mut out = Document::new();
     for (k, v) in m {
         let field = format!("metadata.{k}");
-        if !(1..=40).contains(&k.len()) || k.starts_with('$') || k.contains('.') {
+        if !(1..=40).contains(&k.chars().count()) || k.starts_with('$') || k.contains('.') {
             errors.push(FieldError::new(
                 field,
                 "keys are 1 to 40 characters, without '$' at the start or '.'",
