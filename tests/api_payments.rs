@@ -755,7 +755,6 @@ async fn a_replay_still_answers_after_the_payment_changed() {
 /// A replay is "the original response": status and body are, the `Location` header of the
 /// original 201 is not (a 201 without `Location` also falls short of RFC 9110 §15.3.2).
 #[tokio::test]
-#[ignore = "BUG: a replayed POST /v1/payments answers 201 without the original Location header"]
 async fn a_replay_carries_the_original_location() {
     bounded("replay_location", async {
         let bench = Bench::start("pay_idem_loc").await;
@@ -1011,7 +1010,6 @@ async fn the_meter_counts_each_distinct_payment_once() {
 /// The quota is checked by reading the meter before a payment and counted after it, with
 /// nothing reserving a slot in between: every request of a burst reads the same "used" figure.
 #[tokio::test]
-#[ignore = "BUG: the transactions quota is check-then-act: 10 concurrent payments by a tenant with a quota of 3 all succeed (10 stored, transactions = 10)"]
 async fn concurrent_payments_cannot_overshoot_the_quota() {
     bounded("quota_burst", async {
         let bench = Bench::start_with("pay_quota_burst", STARTER_QUOTA_3).await;
@@ -1046,7 +1044,6 @@ async fn concurrent_payments_cannot_overshoot_the_quota() {
 /// payment is neither billed nor counted against the quota. The test expires the record the way
 /// the TTL monitor would, by deleting it.
 #[tokio::test]
-#[ignore = "BUG: a key reused after its idempotency record expired (48 h) creates a payment the meter never counts: its marker lives 35 days"]
 async fn a_key_reused_after_its_record_expired_is_metered_again() {
     bounded("expired_key_metered", async {
         let bench = Bench::start("pay_key_expiry").await;
@@ -1074,19 +1071,6 @@ async fn a_key_reused_after_its_record_expired_is_metered_again() {
             .find(|o| o.name.as_deref() == Some("created_ttl"))
             .and_then(|o| o.expire_after);
         assert_eq!(ttl, Some(Duration::from_secs(48 * 3600)), "{indexes:?}");
-        let mut redis = redis_connection().await;
-        let markers: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:usage_txn:{{bank1}}:*", bench.db))
-            .query_async(&mut redis)
-            .await
-            .expect("KEYS answers");
-        assert_eq!(markers.len(), 1, "{markers:?}");
-        let marker_ttl: i64 = redis::cmd("PTTL")
-            .arg(&markers[0])
-            .query_async(&mut redis)
-            .await
-            .expect("PTTL answers");
-        assert!(marker_ttl > 48 * 3600 * 1000, "marker PTTL {marker_ttl} ms");
 
         let deleted = keys
             .delete_many(doc! { "key": "monthly-invoice" })
@@ -1514,7 +1498,6 @@ async fn callers_without_a_token_or_with_another_tenants_are_refused() {
 /// told 409 `idempotency_in_progress` ("retry shortly", `Retry-After: 1`) until the record
 /// expires 48 hours later.
 #[tokio::test]
-#[ignore = "BUG: a client that disconnects during POST /v1/payments leaves its Idempotency-Key `started` for 48 h (every retry gets 409 idempotency_in_progress) and can leave the payment `pending` forever"]
 async fn a_retry_after_a_client_timeout_gets_its_payment() {
     bounded("retry_after_timeout", async {
         let bench = Bench::start("pay_timeout").await;

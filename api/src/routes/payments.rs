@@ -64,19 +64,49 @@ async fn create(
             }
         },
     };
+    // Once started, a payment runs to the end on its own task: a client that gives up (a
+    // timeout, a dropped connection) must not leave its key claimed, its payment pending or
+    // its transaction uncounted. The client's retry then replays the outcome.
+    let task = tokio::spawn(async move { create_owned(state, current, db, payment, key).await });
+    match task.await {
+        Ok(result) => result,
+        Err(e) => Err(Problem::internal(&e)),
+    }
+}
+
+fn created(body: Value, replayed: bool) -> Result<Response, Problem> {
+    let location = HeaderValue::from_str(&format!(
+        "/v1/payments/{}",
+        body["id"].as_str().unwrap_or_default()
+    ))
+    .map_err(|e| Problem::internal(&e))?;
+    let mut r = (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response();
+    if replayed {
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(r)
+}
+
+async fn create_owned(
+    state: ApiState,
+    current: CurrentTenant,
+    db: TenantDb,
+    payment: input::NewPayment,
+    key: Option<String>,
+) -> Result<Response, Problem> {
     if let Some(k) = &key {
         match idempotency::claim(&db, k, &idempotency::fingerprint(&payment))
             .await
             .map_err(db_problem)?
         {
             Claim::Owned => {}
-            Claim::Replay(status, body) => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                let mut r = (status, Json(body)).into_response();
-                r.headers_mut()
-                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
-                return Ok(r);
-            }
+            Claim::Replay(_, body) => return created(body, true),
             Claim::Mismatch => {
                 return Err(Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -94,7 +124,7 @@ async fn create(
             }
         }
     }
-    let outcome = create_payment(&state, &current, &db, &payment, key.as_deref()).await;
+    let outcome = create_payment(&state, &current, &db, &payment).await;
     match (&key, &outcome) {
         (Some(k), Ok(body)) => {
             let _ = idempotency::complete(&db, k, 201, body).await;
@@ -102,18 +132,7 @@ async fn create(
         (Some(k), Err(_)) => idempotency::release(&db, k).await,
         _ => {}
     }
-    let body = outcome?;
-    let location = HeaderValue::from_str(&format!(
-        "/v1/payments/{}",
-        body["id"].as_str().unwrap_or_default()
-    ))
-    .map_err(|e| Problem::internal(&e))?;
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
-        .into_response())
+    created(outcome?, false)
 }
 
 async fn create_payment(
@@ -121,28 +140,38 @@ async fn create_payment(
     current: &CurrentTenant,
     db: &TenantDb,
     payment: &input::NewPayment,
-    key: Option<&str>,
 ) -> Result<Value, Problem> {
     let quota = transactions_per_month(&state.services().config.limits, &current.tenant);
     let meter = state.meter();
-    let used = meter
-        .read(current.slug(), meter.current_period())
+    // The transaction is counted before the payment exists, atomically with the quota check,
+    // so concurrent payments cannot overshoot the quota; a payment that then fails to be
+    // created gives its count back.
+    // Counted per created payment: a retry with the same Idempotency-Key is replayed before it
+    // gets here, so the key itself need not be remembered by the meter.
+    let (_, period) = meter
+        .reserve_transaction(current.slug(), None, Some(quota))
         .await
-        .ok()
-        .flatten()
-        .map(|t| t.transactions)
-        .unwrap_or(0);
-    if u64::try_from(used).unwrap_or(0) >= quota {
-        return Err(Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "transaction_quota_exceeded",
-            "Monthly transaction quota exceeded",
-            format!(
-                "tenant {} has used its {quota} payments for this month",
-                current.slug()
-            ),
-        ));
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "transaction_quota_exceeded",
+                "Monthly transaction quota exceeded",
+                format!(
+                    "tenant {} has used its {quota} payments for this month",
+                    current.slug()
+                ),
+            )
+        })?;
+    let made = insert_and_settle(db, payment).await;
+    if made.is_err() {
+        meter
+            .release_transaction(current.slug(), None, period)
+            .await;
     }
+    made
+}
+
+async fn insert_and_settle(db: &TenantDb, payment: &input::NewPayment) -> Result<Value, Problem> {
     let id = payments::new_id();
     let metadata: Map<String, Value> = payment
         .metadata
@@ -165,7 +194,6 @@ async fn create_payment(
         .await
         .map_err(db_problem)?
         .ok_or_else(|| Problem::internal(&"a payment vanished while it was settled"))?;
-    meter.transaction(current.slug(), key).await;
     Ok(payments::view(&settled))
 }
 

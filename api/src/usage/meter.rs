@@ -27,8 +27,10 @@ use tenantgate_proxy::redis_link::{RedisError, RedisLink};
 
 /// Tenant-months waiting to be flushed before new ones are dropped.
 pub const MAX_PENDING: usize = 100_000;
-/// How long a payment's idempotency marker is kept for counting.
-const MARKER_TTL: Duration = Duration::from_secs(35 * 86_400);
+/// How long a payment's idempotency marker is kept for counting: as long as the payments API
+/// keeps the key itself (48 h), so a key reused after that — a new payment — counts again.
+const MARKER_TTL: Duration = Duration::from_secs(48 * 3_600);
+
 /// Redis must answer a metering call within this.
 const TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -130,6 +132,12 @@ if ARGV[1] == '1' then
 end
 for i = 1, 3 do
   if ARGV[3 + i] == month then
+    if ARGV[10] ~= '' and tonumber(redis.call('HGET', KEYS[1 + i], 'transactions') or '0') >= tonumber(ARGV[10]) then
+      if ARGV[1] == '1' then
+        redis.call('DEL', KEYS[1])
+      end
+      return {-1, month}
+    end
     redis.call('HINCRBY', KEYS[1 + i], 'transactions', 1)
     redis.call('EXPIREAT', KEYS[1 + i], ARGV[6 + i])
   end
@@ -273,10 +281,42 @@ impl Meter {
     /// Counts one payment for `tenant`, once per `idempotency_key` (a retry with the same key
     /// counts nothing). Returns whether it counted and the month it counted in.
     pub async fn transaction(&self, tenant: &str, idempotency_key: Option<&str>) -> (bool, Period) {
+        match self
+            .reserve_transaction(tenant, idempotency_key, None)
+            .await
+        {
+            Ok(counted) => counted,
+            Err(period) => (false, period),
+        }
+    }
+
+    /// Like [`Meter::transaction`], but refuses — atomically, in the same script — when the
+    /// month already holds `quota` transactions: `Err(month)`. Concurrent payments cannot
+    /// overshoot the quota. Without Redis the check is per instance.
+    pub async fn reserve_transaction(
+        &self,
+        tenant: &str,
+        idempotency_key: Option<&str>,
+        quota: Option<u64>,
+    ) -> Result<(bool, Period), Period> {
         let here = self.current_period();
         let Some(link) = &self.link else {
+            if let Some(q) = quota {
+                let used = self
+                    .pending
+                    .lock()
+                    .ok()
+                    .and_then(|p| {
+                        p.get(&(tenant.to_owned(), here))
+                            .map(|c| c[Field::Transactions.index()])
+                    })
+                    .unwrap_or(0);
+                if u64::try_from(used).unwrap_or(0) >= q {
+                    return Err(here);
+                }
+            }
             self.add(tenant, here, Field::Transactions, 1);
-            return (true, here);
+            return Ok((true, here));
         };
         let marker = match idempotency_key {
             Some(k) => {
@@ -304,6 +344,7 @@ impl Meter {
         for m in months {
             inv.arg(m.expire_at_secs(self.retention_days));
         }
+        inv.arg(quota.map(|q| q.to_string()).unwrap_or_default());
         let reply = link
             .call(TIMEOUT, move |mut c| async move {
                 inv.invoke_async::<Vec<Value>>(&mut c).await
@@ -311,24 +352,50 @@ impl Meter {
             .await;
         match reply {
             Ok(v) => {
-                let counted = matches!(v.first(), Some(Value::Int(1)));
                 let period = match v.get(1) {
                     Some(Value::BulkString(b)) => Period::parse(&String::from_utf8_lossy(b)),
                     _ => None,
                 }
                 .unwrap_or(here);
+                if matches!(v.first(), Some(Value::Int(-1))) {
+                    return Err(period);
+                }
+                let counted = matches!(v.first(), Some(Value::Int(1)));
                 if counted && !months.contains(&period) {
                     self.add(tenant, period, Field::Transactions, 1);
                 }
-                (counted, period)
+                Ok((counted, period))
             }
             Err(e) => {
                 // Counted locally and reconciled later; a retry during the outage may count
                 // twice, which is logged so billing can review it.
                 tracing::warn!(target: "tenantgate::usage", tenant, error = %e, "transaction counted in the local buffer while Redis is unavailable");
                 self.add(tenant, here, Field::Transactions, 1);
-                (true, here)
+                Ok((true, here))
             }
+        }
+    }
+
+    /// Takes back a transaction reserved for a payment that was then not created.
+    pub async fn release_transaction(
+        &self,
+        tenant: &str,
+        idempotency_key: Option<&str>,
+        period: Period,
+    ) {
+        self.add(tenant, period, Field::Transactions, -1);
+        if let (Some(link), Some(k)) = (&self.link, idempotency_key) {
+            let digest = Sha256::digest(k.as_bytes());
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let marker = link.key(&format!("usage_txn:{{{tenant}}}:{hex}"));
+            let _ = link
+                .call(TIMEOUT, move |mut c| async move {
+                    redis::cmd("DEL")
+                        .arg(&marker)
+                        .query_async::<i64>(&mut c)
+                        .await
+                })
+                .await;
         }
     }
 
