@@ -679,7 +679,8 @@ async fn a_payment_counts_once_per_idempotency_key() {
         );
         assert_eq!(field(&mut redis, &key, "transactions").await, 8);
 
-        // Markers are kept 35 days, under the tenant's hash tag; no marker without a key.
+        // Markers are kept 48 hours (as long as the payments API keeps a key), under the
+        // tenant's hash tag; no marker without a key.
         let markers: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{prefix}usage_txn:{{{t}}}:*"))
             .query_async(&mut redis)
@@ -689,7 +690,7 @@ async fn a_payment_counts_once_per_idempotency_key() {
         for m in &markers {
             let left = ttl(&mut redis, m).await;
             assert!(
-                (35 * 86_400 - 10..=35 * 86_400).contains(&left),
+                (48 * 3_600 - 10..=48 * 3_600).contains(&left),
                 "{m}: {left}"
             );
         }
