@@ -66,7 +66,8 @@ pub fn settle(metadata: &Map<String, Value>) -> Status {
     }
 }
 
-fn time(d: &Document, key: &str) -> Value {
+/// The UTC time stored at `key` as RFC 3339, or `null`.
+pub(crate) fn rfc3339(d: &Document, key: &str) -> Value {
     d.get_datetime(key)
         .ok()
         .and_then(|t| t.try_to_rfc3339_string().ok())
@@ -100,8 +101,8 @@ pub fn view(d: &Document) -> Value {
         "metadata": metadata,
         "status": d.get_str("status").unwrap_or_default(),
         "tenantId": d.get_str("tenantId").unwrap_or_default(),
-        "createdAt": time(d, "createdAt"),
-        "updatedAt": time(d, "updatedAt"),
+        "createdAt": rfc3339(d, "createdAt"),
+        "updatedAt": rfc3339(d, "updatedAt"),
     })
 }
 

@@ -19,6 +19,7 @@ use tenantgate_proxy::scoped::ScopedDb;
 use super::payments::db_problem;
 use crate::extract::{CurrentTenant, Json, TenantDb, origin};
 use crate::guard;
+use crate::payments::rfc3339;
 use crate::problem::{FieldError, Problem};
 use crate::state::ApiState;
 
@@ -44,14 +45,6 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         )
 }
 
-fn time(d: &Document, key: &str) -> Value {
-    d.get_datetime(key)
-        .ok()
-        .and_then(|t| t.try_to_rfc3339_string().ok())
-        .map(Value::String)
-        .unwrap_or(Value::Null)
-}
-
 /// The API object of a stored customer.
 fn view(d: &Document) -> Value {
     let metadata: Map<String, Value> = d
@@ -69,9 +62,9 @@ fn view(d: &Document) -> Value {
         "email": d.get_str("email").ok(),
         "metadata": metadata,
         "tenantId": d.get_str("tenantId").unwrap_or_default(),
-        "createdAt": time(d, "createdAt"),
-        "updatedAt": time(d, "updatedAt"),
-        "deletedAt": time(d, "deletedAt"),
+        "createdAt": rfc3339(d, "createdAt"),
+        "updatedAt": rfc3339(d, "updatedAt"),
+        "deletedAt": rfc3339(d, "deletedAt"),
     })
 }
 

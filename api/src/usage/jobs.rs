@@ -41,27 +41,32 @@ async fn lock(state: &ApiState, name: &str, ttl: Duration) -> bool {
     .is_some()
 }
 
+/// Every tenant's slug, page by page from the registry.
+async fn all_slugs(services: &tenantgate_proxy::Services) -> Result<Vec<String>, String> {
+    let mut slugs = Vec::new();
+    loop {
+        let (tenants, more) = services
+            .registry
+            .list(slugs.last().map(String::as_str), 100)
+            .await
+            .map_err(|e| e.to_string())?;
+        let done = !more || tenants.is_empty();
+        slugs.extend(tenants.into_iter().map(|t| t.slug));
+        if done {
+            return Ok(slugs);
+        }
+    }
+}
+
 /// Refreshes every tenant's storage gauge: the measured bytes, and 0 for a tenant of the
 /// registry that holds no documents any more (a gauge must be able to fall to zero).
 pub async fn refresh_storage(state: &ApiState) -> Result<usize, String> {
     let services = state.services();
     let measured = storage::measure(&services.upstream, &services.config.policy).await?;
     let mut empty = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let (tenants, more) = services
-            .registry
-            .list(after.as_deref(), 100)
-            .await
-            .map_err(|e| e.to_string())?;
-        for t in &tenants {
-            if !measured.contains_key(&t.slug) {
-                empty.push(t.slug.clone());
-            }
-        }
-        after = tenants.last().map(|t| t.slug.clone());
-        if !more || after.is_none() {
-            break;
+    for slug in all_slugs(services).await? {
+        if !measured.contains_key(&slug) {
+            empty.push(slug);
         }
     }
     let period = state.meter().current_period();
@@ -90,28 +95,16 @@ pub async fn snapshot_month(state: &ApiState, period: Period) -> Result<usize, S
     let db = services.config.policy.internal_database.as_str();
     let _ = state.meter().flush().await;
     let _ = services.upstream.command(snapshot::index_command(db)).await;
-    let mut after: Option<String> = None;
     let mut count = 0;
-    loop {
-        let (tenants, more) = services
-            .registry
-            .list(after.as_deref(), 100)
+    for slug in all_slugs(services).await? {
+        let totals = state
+            .meter()
+            .read(&slug, period)
             .await
-            .map_err(|e| e.to_string())?;
-        for t in &tenants {
-            let totals = state
-                .meter()
-                .read(&t.slug, period)
-                .await
-                .map_err(|e| e.to_string())?
-                .unwrap_or_default();
-            snapshot::write(&services.upstream, db, &t.slug, period, &totals).await?;
-            count += 1;
-        }
-        after = tenants.last().map(|t| t.slug.clone());
-        if !more || after.is_none() {
-            break;
-        }
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        snapshot::write(&services.upstream, db, &slug, period, &totals).await?;
+        count += 1;
     }
     snapshot::mark_done(&services.upstream, db, period, count).await?;
     Ok(count)
