@@ -35,8 +35,18 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The largest amount the API accepts, in minor units.
 const MAX_AMOUNT: i64 = 99_999_999_999;
 
-/// Runs a test body under [`TEST_TIMEOUT`].
+/// At most this many tests of this file run at once: each starts a proxy and an API and some
+/// fire dozens of payments, which in the full suite slowed the shared SecantusDB past the
+/// upstream timeout (503s). The limit holds across the tests' runtimes (a tokio semaphore
+/// needs no runtime of its own).
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(3);
+
+/// Runs a test body under [`TEST_TIMEOUT`] (the wait for a slot is not counted).
 async fn bounded<F: Future<Output = ()>>(name: &str, body: F) {
+    let _slot = RUNNING
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
     if tokio::time::timeout(TEST_TIMEOUT, body).await.is_err() {
         panic!("{name} did not finish within {TEST_TIMEOUT:?}");
     }
