@@ -43,6 +43,12 @@ pub fn minor_units(code: &str) -> Option<u8> {
         .map(|i| CURRENCIES[i].1)
 }
 
+/// Every accepted currency with its minor-unit digits, sorted by code (the console validates
+/// amounts against this same table).
+pub fn all() -> impl Iterator<Item = (&'static str, u8)> {
+    CURRENCIES.iter().copied()
+}
+
 /// Whether `code` is a circulating ISO 4217 currency.
 pub fn is_currency(code: &str) -> bool {
     minor_units(code).is_some()

@@ -57,6 +57,8 @@ pub fn app_with_tenant_routes(state: ApiState, extra: Router<ApiState>) -> Route
         .merge(routes::payments::router(&state))
         .merge(routes::customers::router(&state))
         .merge(routes::audit::router(&state))
+        .merge(routes::dev::router())
+        .merge(routes::console::router())
         .merge(extra)
         .fallback(not_found)
         .layer(from_fn(problem::finish))

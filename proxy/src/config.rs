@@ -187,6 +187,10 @@ pub struct ApiConfig {
     /// The database the API's tenant data lives in; defaults to the first of
     /// `policy.databases`.
     pub database: Option<String>,
+    /// Development mode: the console offers a tenant chooser and `POST /v1/dev/token` mints
+    /// HS256 tokens for any tenant and role. Anyone who can reach the API can then act as
+    /// anyone, so it must stay off (the default) wherever real data lives.
+    pub dev_mode: bool,
 }
 
 impl Default for ApiConfig {
@@ -196,6 +200,7 @@ impl Default for ApiConfig {
             base_domains: Vec::new(),
             trusted_proxies: Vec::new(),
             database: None,
+            dev_mode: false,
         }
     }
 }
@@ -453,6 +458,10 @@ pub struct TenantSeed {
     /// Whether the tenant may be used.
     #[serde(default = "yes")]
     pub active: bool,
+    /// Theming and locale, with the keys the registry and API use: `displayName`,
+    /// `brandColor` (`#rrggbb`), `logoUrl` (`https://…`), `timeZone`, `currency`.
+    #[serde(default)]
+    pub settings: crate::registry::Settings,
 }
 
 fn default_tier() -> String {
@@ -585,12 +594,45 @@ impl Config {
             ));
         }
         for (i, d) in self.api.base_domains.iter().enumerate() {
+            // `localhost` is a base domain for development: browsers resolve every
+            // `*.localhost` name to the loopback address (RFC 6761), so
+            // `http://bank1.localhost:8080/` reaches a local API as tenant `bank1`.
+            if d == "localhost" {
+                continue;
+            }
             let normal = crate::registry::normalize_domain(d)
                 .map_err(|e| invalid(format!("api.base_domains[{i}]"), e.to_string()))?;
             if &normal != d {
                 return Err(invalid(
                     format!("api.base_domains[{i}]"),
                     format!("write it as {normal:?}"),
+                ));
+            }
+        }
+        if self.api.dev_mode && self.jwt.as_ref().is_none_or(|j| j.hs256_secret.is_none()) {
+            return Err(invalid(
+                "api.dev_mode",
+                "dev mode mints HS256 tokens, so it needs jwt.hs256_secret",
+            ));
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            let s = &t.settings;
+            if let Some(c) = &s.brand_color
+                && !(c.len() == 7
+                    && c.starts_with('#')
+                    && c[1..].chars().all(|x| x.is_ascii_hexdigit()))
+            {
+                return Err(invalid(
+                    format!("tenants[{i}].settings.brandColor"),
+                    "must be #rrggbb",
+                ));
+            }
+            if let Some(u) = &s.logo_url
+                && !u.starts_with("https://")
+            {
+                return Err(invalid(
+                    format!("tenants[{i}].settings.logoUrl"),
+                    "must be an https:// URL",
                 ));
             }
         }

@@ -55,6 +55,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let config = Config::load(&args.config, &ProcessEnv)
         .with_context(|| format!("loading {}", args.config.display()))?;
     let api_listen = config.api.listen.clone();
+    if config.api.dev_mode {
+        tracing::warn!(
+            "api.dev_mode is on: POST /v1/dev/token signs a token for any tenant and role on \
+             request; never run it this way where real data lives"
+        );
+    }
     let proxy = Proxy::bind(config, &ProcessEnv)
         .await
         .context("starting the proxy")?;

@@ -116,13 +116,15 @@ impl Store {
                     .map_err(|e| RegistryError::Invalid(e.to_string()))?;
                 domains.push(d.as_str());
             }
+            let settings = bson::serialize_to_raw_document_buf(&seed.settings)
+                .map_err(|e| RegistryError::Invalid(e.to_string()))?;
             let upsert = rawdoc! {
                 "update": COLLECTION,
                 "updates": [ {
                     "q": { "slug": seed.slug.as_str() },
                     "u": { "$setOnInsert": {
                         "slug": seed.slug.as_str(), "name": seed.name.as_str(), "tier": seed.tier.as_str(),
-                        "domains": domains, "settings": {}, "limits": {}, "isActive": seed.active,
+                        "domains": domains, "settings": settings, "limits": {}, "isActive": seed.active,
                         "createdAt": now, "updatedAt": now,
                     } },
                     "upsert": true,

@@ -1,0 +1,143 @@
+//! The web console: a small single-page app (plain HTML, CSS and JavaScript modules, no build
+//! step, no framework, nothing fetched from a CDN) compiled into the binary, so it works
+//! offline and always matches the API it talks to. The page itself is public and the same for
+//! every tenant; it asks the API who the tenant is (`GET /v1/tenant`, resolved from the host
+//! like any API call) and what the signed-in token may see, so the console holds no authority
+//! of its own.
+//!
+//! Responses carry a strict Content-Security-Policy: scripts, styles and API calls only from
+//! this origin, images from here or `https:` (a tenant's logo), no framing.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::problem::Problem;
+use crate::state::ApiState;
+
+/// One embedded file.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+}
+
+/// Every file of the console, embedded at compile time from `api/console/`.
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "index.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_str!("../../console/index.html"),
+    },
+    Asset {
+        name: "style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../../console/style.css"),
+    },
+    Asset {
+        name: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/app.js"),
+    },
+    Asset {
+        name: "api.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/api.js"),
+    },
+    Asset {
+        name: "chart.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/chart.js"),
+    },
+    Asset {
+        name: "money.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/money.js"),
+    },
+    Asset {
+        name: "pages.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/pages.js"),
+    },
+    Asset {
+        name: "favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_str!("../../console/favicon.svg"),
+    },
+];
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    connect-src 'self'; img-src 'self' data: https:; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
+
+/// The routes: `/console` redirects to `/console/`, which serves the app; `/console/config.json`
+/// tells the app whether dev mode is on.
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::temporary("/console/") }))
+        .route(
+            "/console",
+            get(|| async { Redirect::temporary("/console/") }),
+        )
+        .route("/console/", get(|| async { serve("index.html") }))
+        .route("/console/config.json", get(config))
+        .route("/console/{file}", get(asset))
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    serve(&file)
+}
+
+async fn config(State(state): State<ApiState>) -> Response {
+    let config = &state.services().config;
+    let mut r = axum::Json(json!({
+        "devMode": config.api.dev_mode,
+        "baseDomains": config.api.base_domains,
+        "currencies": crate::currency::all()
+            .map(|(code, digits)| (code.to_owned(), json!(digits)))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
+    }))
+    .into_response();
+    harden(&mut r, "no-store");
+    r
+}
+
+fn serve(name: &str) -> Response {
+    let Some(a) = ASSETS.iter().find(|a| a.name == name) else {
+        return Problem::not_found("route_not_found", "no such console file").into_response();
+    };
+    let mut r = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(a.content_type),
+        )],
+        a.body,
+    )
+        .into_response();
+    // The files change only with the binary; `no-cache` makes browsers revalidate, which is
+    // cheap, and never run a stale script against a newer API.
+    harden(&mut r, "no-cache");
+    r
+}
+
+fn harden(r: &mut Response, cache: &'static str) {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}

@@ -1,0 +1,126 @@
+//! `POST /v1/dev/token`: mints a signed HS256 token for any tenant and role, so the console
+//! (and a developer with `curl`) can sign in without an identity provider. It exists only
+//! with `[api] dev_mode = true`; otherwise the route answers 404 like any unknown path, so a
+//! production deployment does not even reveal it. Real deployments bring their own identity
+//! provider and tokens carrying the same claims (`sub`, `tenantId`, `roles`).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::extract::Json;
+use crate::problem::{FieldError, Problem};
+use crate::state::ApiState;
+
+/// How long a minted token lives.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(8 * 3600);
+
+/// Roles a dev token may carry (the roles the API knows).
+const ROLES: [&str; 2] = ["super_admin", "security_auditor"];
+
+/// The route.
+pub fn router() -> Router<ApiState> {
+    Router::new().route("/v1/dev/token", post(mint))
+}
+
+/// What the caller asks for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    /// The subject (user name); defaults to `dev-user`.
+    sub: Option<String>,
+    /// The tenant the token is bound to (a tenant user's token; optional for admins).
+    #[serde(rename = "tenantId")]
+    tenant_id: Option<String>,
+    /// Roles; empty for a tenant user.
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+async fn mint(
+    State(state): State<ApiState>,
+    Json(req): Json<TokenRequest>,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let config = &state.services().config;
+    let secret = match (&config.jwt, config.api.dev_mode) {
+        (Some(jwt), true) => jwt.hs256_secret.as_deref(),
+        _ => None,
+    };
+    let Some(secret) = secret else {
+        return Err(Problem::not_found(
+            "route_not_found",
+            "no route matches this path",
+        ));
+    };
+    let mut errors = Vec::new();
+    let sub = req.sub.unwrap_or_else(|| "dev-user".into());
+    if sub.is_empty() || sub.len() > 64 || !sub.chars().all(|c| c.is_ascii_graphic()) {
+        errors.push(FieldError::new(
+            "sub",
+            "must be 1 to 64 printable ASCII characters",
+        ));
+    }
+    if let Some(t) = &req.tenant_id
+        && !tenantgate_proxy::config::is_slug(t)
+    {
+        errors.push(FieldError::new("tenantId", "must be a tenant slug"));
+    }
+    for (i, r) in req.roles.iter().enumerate() {
+        if !ROLES.contains(&r.as_str()) {
+            errors.push(FieldError::new(
+                format!("roles[{i}]"),
+                format!("must be one of {}", ROLES.join(", ")),
+            ));
+        }
+    }
+    if req.tenant_id.is_none() && req.roles.is_empty() {
+        errors.push(FieldError::new(
+            "tenantId",
+            "a token without a role must name a tenant",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| Problem::internal(&e))?;
+    let exp = (now + TOKEN_LIFETIME).as_secs();
+    let mut claims = json!({
+        "sub": sub,
+        "roles": req.roles,
+        "iat": now.as_secs(),
+        "exp": exp,
+    });
+    if let Some(t) = &req.tenant_id {
+        claims["tenantId"] = json!(t);
+    }
+    if let Some(jwt) = &config.jwt {
+        if let Some(iss) = &jwt.issuer {
+            claims["iss"] = json!(iss);
+        }
+        if let Some(aud) = &jwt.audience {
+            claims["aud"] = json!(aud);
+        }
+    }
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| Problem::internal(&e))?;
+    tracing::warn!(sub = %claims["sub"], tenant = ?req.tenant_id, "dev mode: minted a token");
+    let expires_at = bson::DateTime::from_millis(i64::try_from(exp).unwrap_or(i64::MAX) * 1000)
+        .try_to_rfc3339_string()
+        .unwrap_or_default();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "expiresAt": expires_at, "claims": claims })),
+    ))
+}
