@@ -205,7 +205,18 @@ async fn screenshot(c: &Client, name: &str) {
     };
     // Let charts and fonts settle.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The whole page, not just the first screen: grow the window to the document's height.
+    let height = eval(c, "return document.documentElement.scrollHeight;", vec![])
+        .await
+        .as_u64()
+        .unwrap_or(1000)
+        .clamp(700, 2400);
+    let _ = c
+        .set_window_size(1280, u32::try_from(height).unwrap_or(1000) + 90)
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let png = c.screenshot().await.expect("a screenshot");
+    let _ = c.set_window_size(1280, 1000).await;
     std::fs::create_dir_all(&dir).expect("the screenshot directory");
     std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png).expect("saved");
 }
@@ -456,6 +467,21 @@ async fn scenario() {
         .run_command(bson::doc! { "find": "payments", "filter": { "tenantId": "bank1" } })
         .await;
     assert!(refused.is_err(), "the proxy refuses a cross-tenant filter");
+    // Two more rules, so the chart has something to stack.
+    let js = mongo
+        .database(&db)
+        .run_command(bson::doc! { "find": "payments", "filter": { "$where": "true" } })
+        .await;
+    assert!(js.is_err(), "the proxy refuses server-side JavaScript");
+    let stage = mongo
+        .database(&db)
+        .run_command(bson::doc! {
+            "aggregate": "payments",
+            "pipeline": [ { "$out": "stolen" } ],
+            "cursor": {},
+        })
+        .await;
+    assert!(stage.is_err(), "the proxy refuses $out");
 
     let console = format!("http://localhost:{port}/console/");
     c.goto(&console).await.expect("the console loads");
@@ -486,11 +512,20 @@ async fn scenario() {
             >= 1
     })
     .await;
-    let heading = text(&c, "#audit-chart h2").await.unwrap_or_default();
-    assert!(
-        !heading.ends_with(": 0"),
-        "the chart counts the rejection: {heading}"
-    );
+    // The chart counts all three rejections (this test's audit trail is its own), stacked
+    // by rule. The audit writer batches, so give it a moment.
+    until("three rejections in the chart", || async {
+        click(&c, "#audit-apply").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        text(&c, "#audit-chart h2")
+            .await
+            .is_some_and(|h| h.ends_with(": 3"))
+    })
+    .await;
+    let legend = text(&c, "#audit-chart .legend").await.unwrap_or_default();
+    for rule in ["tenant_override", "javascript", "stage_not_allowed"] {
+        assert!(legend.contains(rule), "{rule} is in the legend: {legend}");
+    }
     // Filtering by another tenant hides it.
     type_into(&c, "#audit-tenant", "bank1").await;
     click(&c, "#audit-apply").await;
