@@ -1552,3 +1552,147 @@ async fn a_retry_after_a_client_timeout_gets_its_payment() {
     })
     .await;
 }
+
+/// The fingerprint the API stores for `body` (the same canonical hash, computed by the API's
+/// own code, so the test can plant the record a stopped attempt leaves).
+fn fingerprint(body: &Value) -> String {
+    let map = body.as_object().cloned().expect("an object");
+    let parsed = tenantgate_api::payments::input::new_payment(&map).expect("a valid body");
+    tenantgate_api::payments::idempotency::fingerprint(&parsed)
+}
+
+/// Plants the record an attempt leaves when it stops after claiming `key` (a crash, or the
+/// database failing between its writes): `started`, owning `payment_id`, `age_secs` old.
+async fn plant_started_key(
+    bench: &Bench,
+    key: &str,
+    body: &Value,
+    payment_id: &str,
+    age_secs: i64,
+) {
+    let keys: mongodb::Collection<Document> = mongo_client()
+        .await
+        .database(&bench.db)
+        .collection("idempotency_keys");
+    let at =
+        bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() - age_secs * 1000);
+    keys.insert_one(doc! {
+        "tenantId": "bank1", "key": key, "requestHash": fingerprint(body), "state": "started",
+        "paymentId": payment_id, "createdAt": at, "startedAt": at,
+    })
+    .await
+    .expect("the record is planted");
+}
+
+#[tokio::test]
+async fn a_retry_resumes_a_stopped_attempt_and_settles_its_payment_instead_of_making_another() {
+    bounded("resume_pending", async {
+        let bench = Bench::start("pay_resume").await;
+        bench.wait_for_idempotency_index().await;
+        let b = body(4242);
+        let id = "pay_6b0000000000000000000001";
+        // The stopped attempt inserted its payment but never settled it.
+        let now = bson::DateTime::now();
+        bench
+            .stored()
+            .await
+            .insert_one(doc! {
+                "_id": id, "tenantId": "bank1", "amount": 4242_i64, "currency": "EUR",
+                "metadata": {}, "status": "pending", "createdAt": now, "updatedAt": now,
+            })
+            .await
+            .expect("the pending payment is planted");
+        plant_started_key(&bench, "stopped-1", &b, id, 600).await;
+
+        let r = bench.create("bank1", &b, Some("stopped-1")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(
+            r.id(),
+            id,
+            "the retry finishes the stopped attempt's payment"
+        );
+        assert_eq!(r.body["status"], "succeeded");
+        assert_eq!(r.header("idempotent-replayed"), "true");
+        assert_eq!(
+            bench.stored_matching(doc! { "amount": 4242 }).await.len(),
+            1,
+            "no second payment"
+        );
+        assert_eq!(
+            bench.stored_one(id).await.get_str("status").ok(),
+            Some("succeeded")
+        );
+        // The key is now done: the next retry replays the same payment.
+        let again = bench.create("bank1", &b, Some("stopped-1")).await;
+        assert_eq!((again.status.as_u16(), again.id()), (201, id.to_owned()));
+        // A different body is still refused for this key.
+        let other = bench.create("bank1", &body(1), Some("stopped-1")).await;
+        assert_problem(&other, 422, "idempotency_key_reused");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_retry_of_an_attempt_that_wrote_nothing_creates_the_payment_under_the_reserved_id() {
+    bounded("resume_absent", async {
+        let bench = Bench::start("pay_resume_none").await;
+        bench.wait_for_idempotency_index().await;
+        let b = body(5151);
+        let id = "pay_6b0000000000000000000002";
+        plant_started_key(&bench, "stopped-2", &b, id, 600).await;
+        let r = bench.create("bank1", &b, Some("stopped-2")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.id(), id);
+        assert_eq!(
+            bench.stored_matching(doc! { "amount": 5151 }).await.len(),
+            1
+        );
+        assert_eq!(bench.transactions("bank1").await, 1, "counted once");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_recent_unfinished_attempt_is_not_taken_over() {
+    bounded("resume_recent", async {
+        let bench = Bench::start("pay_resume_recent").await;
+        bench.wait_for_idempotency_index().await;
+        let b = body(6161);
+        plant_started_key(&bench, "running", &b, "pay_6b0000000000000000000003", 5).await;
+        let r = bench.create("bank1", &b, Some("running")).await;
+        assert_problem(&r, 409, "idempotency_in_progress");
+        assert!(
+            bench
+                .stored_matching(doc! { "amount": 6161 })
+                .await
+                .is_empty()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refund_is_always_whole_and_refuses_a_partial_amount() {
+    bounded("refund_body", async {
+        let bench = Bench::start("pay_refund_body").await;
+        let p = bench.pay("bank1", &body(900)).await;
+        let id = p["id"].as_str().expect("an id").to_owned();
+        let path = format!("/v1/payments/{id}/refund");
+        let partial = bench
+            .call("bank1", "POST", &path, &json!({ "amount": 100 }))
+            .await;
+        assert_invalid(&partial, &["amount"], "a partial refund");
+        let unknown = bench
+            .call("bank1", "POST", &path, &json!({ "reason": "x" }))
+            .await;
+        assert_invalid(&unknown, &["reason"], "an unknown refund field");
+        assert_eq!(
+            bench.stored_one(&id).await.get_str("status").ok(),
+            Some("succeeded")
+        );
+        let whole = bench.call("bank1", "POST", &path, &json!({})).await;
+        assert_eq!(whole.status, StatusCode::OK, "{}", whole.body);
+        assert_eq!(whole.body["status"], "refunded");
+    })
+    .await;
+}

@@ -10,8 +10,14 @@ export const MAX_MINOR = 99_999_999_999;
  * Returns { minor } or { error }.
  */
 export function toMinor(text, digits) {
-  const t = String(text ?? "").trim().replace(/[,\s_']/g, "");
-  if (t === "") return { error: "is required" };
+  const raw = String(text ?? "").trim();
+  if (raw === "") return { error: "is required" };
+  // Commas only as thousands separators in groups of three ("1,234.50"); a decimal comma
+  // ("12,50") is refused rather than read as 1,250.
+  if (raw.includes(",") && !/^\d{1,3}(,\d{3})+(\.\d*)?$/.test(raw)) {
+    return { error: "use a point for decimals and commas only between thousands, like 1,234.50" };
+  }
+  const t = raw.replace(/,/g, "");
   const m = /^(\d+)(?:\.(\d*))?$/.exec(t);
   if (!m) return { error: "must be a positive number like 12.50" };
   const frac = m[2] ?? "";

@@ -33,8 +33,9 @@ function field(id, label, input, hint, cls) {
 }
 
 function setFieldError(form, id, message) {
-  const input = form.querySelector(`#${id}`);
-  const err = form.querySelector(`#${id}-error`);
+  // By id, not a selector: a field name from the server may hold "." or "[".
+  const input = document.getElementById(id);
+  const err = document.getElementById(`${id}-error`);
   if (input) input.setAttribute("aria-invalid", message ? "true" : "false");
   if (err) err.textContent = message || "";
 }
@@ -138,6 +139,14 @@ async function signIn(ctx, token, status) {
 
 // --- payments ------------------------------------------------------------------------------
 
+/** A random idempotency key. crypto.randomUUID exists only in secure contexts (https or
+ *  localhost); getRandomValues exists everywhere. */
+function newKey() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
 const PAGE_SIZE = 10;
 
 export function payments(ctx, view) {
@@ -162,8 +171,10 @@ export function payments(ctx, view) {
 
   // One idempotency key per payment the user means to make: a double click or a retry after a
   // timeout replays the first answer instead of charging twice. A new key after each success.
-  let key = crypto.randomUUID();
-  form.addEventListener("input", () => { status.textContent = ""; });
+  let key = newKey();
+  // Any change makes it a different payment, so it gets a new key: an unchanged retry (after a
+  // network error, say) keeps the old one and cannot charge twice.
+  form.addEventListener("input", () => { status.textContent = ""; key = newKey(); });
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     for (const id of ["pay-amount", "pay-currency", "pay-customer", "pay-description"]) setFieldError(form, id, "");
@@ -189,7 +200,7 @@ export function payments(ctx, view) {
     const res = await call("/v1/payments", { method: "POST", body, headers: { "Idempotency-Key": key } });
     submit.disabled = false;
     if (res.ok) {
-      key = crypto.randomUUID();
+      key = newKey();
       const p = res.body;
       status.textContent = `Payment ${p.id} ${p.status}: ${format(p.amount, p.currency, currencies[p.currency])}`;
       status.className = p.status === "succeeded" ? "form-status ok" : "form-status bad";

@@ -57,7 +57,12 @@ pub fn app_with_tenant_routes(state: ApiState, extra: Router<ApiState>) -> Route
         .merge(routes::payments::router(&state))
         .merge(routes::customers::router(&state))
         .merge(routes::audit::router(&state))
-        .merge(routes::dev::router())
+        .merge(if state.services().config.api.dev_mode {
+            routes::dev::router()
+        } else {
+            // Not mounted at all: without dev mode the path is as unknown as any other.
+            Router::new()
+        })
         .merge(routes::console::router())
         .merge(extra)
         .fallback(not_found)

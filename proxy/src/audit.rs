@@ -247,8 +247,34 @@ async fn writer(
         ],
         "$db": database.as_str(),
     };
-    if let Err(e) = upstream.command(ttl).await {
-        tracing::warn!(target: "tenantgate::audit", error = %e, "could not create the audit indexes");
+    match upstream.command(ttl).await {
+        Err(e) => {
+            tracing::warn!(target: "tenantgate::audit", error = %e, "could not create the audit indexes");
+        }
+        Ok(reply) if reply.get_f64("ok").unwrap_or(0.0) != 1.0 => {
+            // 85 IndexOptionsConflict / 86 IndexKeySpecsConflict: the TTL index exists with
+            // another retention (the setting changed): change it in place.
+            let code = reply.get_i32("code").unwrap_or(0);
+            let retention = i64::from(retention_days) * 86_400;
+            let fixed = if code == 85 || code == 86 {
+                let coll_mod = rawdoc! {
+                    "collMod": COLLECTION,
+                    "index": { "name": "at_ttl", "expireAfterSeconds": retention },
+                    "$db": database.as_str(),
+                };
+                matches!(upstream.command(coll_mod).await, Ok(r) if r.get_f64("ok").unwrap_or(0.0) == 1.0)
+            } else {
+                false
+            };
+            if !fixed {
+                tracing::warn!(
+                    target: "tenantgate::audit",
+                    reply = %reply,
+                    "the audit indexes were refused; retention may not be {retention_days} days"
+                );
+            }
+        }
+        Ok(_) => {}
     }
     let mut batch: Vec<Document> = Vec::with_capacity(BATCH);
     loop {
@@ -271,8 +297,22 @@ async fn writer(
             }
         }
         let insert = rawdoc! { "insert": COLLECTION, "documents": docs, "ordered": false, "$db": database.as_str() };
-        if let Err(e) = upstream.command(insert).await {
-            tracing::warn!(target: "tenantgate::audit", error = %e, "audit batch not written to the database");
+        match upstream.command(insert).await {
+            Err(e) => {
+                tracing::warn!(target: "tenantgate::audit", error = %e, "audit batch not written to the database");
+            }
+            Ok(reply) => {
+                let refused = reply.get_f64("ok").unwrap_or(0.0) != 1.0;
+                let write_errors = reply.get_array("writeErrors").map_or(0, |a| a.len());
+                if refused || write_errors > 0 {
+                    tracing::warn!(
+                        target: "tenantgate::audit",
+                        reply = %reply,
+                        write_errors,
+                        "the database refused audit events"
+                    );
+                }
+            }
         }
     }
 }

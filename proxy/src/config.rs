@@ -460,8 +460,32 @@ pub struct TenantSeed {
     pub active: bool,
     /// Theming and locale, with the keys the registry and API use: `displayName`,
     /// `brandColor` (`#rrggbb`), `logoUrl` (`https://…`), `timeZone`, `currency`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "seed_settings")]
     pub settings: crate::registry::Settings,
+}
+
+/// A seed's settings, read strictly: a misspelt key (`brandColour`) is an error here, where
+/// the registry itself tolerates fields it does not know.
+fn seed_settings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<crate::registry::Settings, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Strict {
+        display_name: Option<String>,
+        brand_color: Option<String>,
+        logo_url: Option<String>,
+        time_zone: Option<String>,
+        currency: Option<String>,
+    }
+    let s = Strict::deserialize(d)?;
+    Ok(crate::registry::Settings {
+        display_name: s.display_name,
+        brand_color: s.brand_color,
+        logo_url: s.logo_url,
+        time_zone: s.time_zone,
+        currency: s.currency,
+    })
 }
 
 fn default_tier() -> String {
@@ -616,24 +640,8 @@ impl Config {
             ));
         }
         for (i, t) in self.tenants.iter().enumerate() {
-            let s = &t.settings;
-            if let Some(c) = &s.brand_color
-                && !(c.len() == 7
-                    && c.starts_with('#')
-                    && c[1..].chars().all(|x| x.is_ascii_hexdigit()))
-            {
-                return Err(invalid(
-                    format!("tenants[{i}].settings.brandColor"),
-                    "must be #rrggbb",
-                ));
-            }
-            if let Some(u) = &s.logo_url
-                && !u.starts_with("https://")
-            {
-                return Err(invalid(
-                    format!("tenants[{i}].settings.logoUrl"),
-                    "must be an https:// URL",
-                ));
+            if let Err((key, why)) = t.settings.checked() {
+                return Err(invalid(format!("tenants[{i}].settings.{key}"), why));
             }
         }
         for (i, p) in self.api.trusted_proxies.iter().enumerate() {

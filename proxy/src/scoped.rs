@@ -183,6 +183,11 @@ impl ScopedDb {
         self.principal.tenant.as_ref().map(TenantId::as_str)
     }
 
+    /// The policy the handle's commands go through (tenant and soft-delete field names).
+    pub fn policy(&self) -> &PolicyConfig {
+        self.engine.policy()
+    }
+
     /// A collection of the handle's database.
     pub fn collection(&self, name: &str) -> crate::scoped_collection::Collection<'_> {
         crate::scoped_collection::Collection::new(self, name)

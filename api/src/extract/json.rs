@@ -36,12 +36,24 @@ fn problem(rejection: JsonRejection) -> Problem {
                 .split_once(": ")
                 .map(|(_, d)| d.to_owned())
                 .unwrap_or(text);
-            let field = detail
-                .split_once(": ")
-                .map(|(f, _)| f.to_owned())
-                .filter(|f| !f.contains(' '))
-                .unwrap_or_else(|| "body".to_owned());
-            Problem::validation(vec![FieldError::new(field, detail)])
+            let (path, message) = match detail.split_once(": ") {
+                Some((f, m)) if !f.contains(' ') => (Some(f.to_owned()), m.to_owned()),
+                _ => (None, detail),
+            };
+            // "unknown field `colour`, expected …" names the field itself.
+            let unknown = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(name, _)| name.to_owned());
+            let field = match (path, unknown) {
+                (Some(p), Some(u)) if p != u && !p.ends_with(&format!(".{u}")) => {
+                    format!("{p}.{u}")
+                }
+                (Some(p), _) => p,
+                (None, Some(u)) => u,
+                (None, None) => "body".to_owned(),
+            };
+            Problem::validation(vec![FieldError::new(field, message)])
         }
         JsonRejection::JsonSyntaxError(e) => Problem::bad_request("invalid_json", e.body_text()),
         JsonRejection::MissingJsonContentType(_) => Problem::new(

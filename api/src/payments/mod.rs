@@ -76,7 +76,7 @@ pub(crate) fn rfc3339(d: &Document, key: &str) -> Value {
 }
 
 /// The API object of a stored payment.
-pub fn view(d: &Document) -> Value {
+pub fn view(d: &Document, policy: &tenantgate_policy::PolicyConfig) -> Value {
     let metadata = d
         .get_document("metadata")
         .ok()
@@ -100,7 +100,7 @@ pub fn view(d: &Document) -> Value {
         "description": d.get_str("description").ok(),
         "metadata": metadata,
         "status": d.get_str("status").unwrap_or_default(),
-        "tenantId": d.get_str("tenantId").unwrap_or_default(),
+        "tenantId": d.get_str(&policy.tenant_field).unwrap_or_default(),
         "createdAt": rfc3339(d, "createdAt"),
         "updatedAt": rfc3339(d, "updatedAt"),
     })

@@ -193,6 +193,9 @@ async fn events(
     })))
 }
 
+/// The most (day, tenant, rule, kind) groups one summary returns.
+const SUMMARY_GROUPS: i32 = 10_000;
+
 async fn summary(
     State(state): State<ApiState>,
     parts: Parts,
@@ -209,18 +212,26 @@ async fn summary(
                 { "$group": {
                     "_id": {
                         "day": { "$dateToString": { "format": "%Y-%m-%d", "date": "$at" } },
-                        "tenant": "$tenant", "rule": "$rule", "kind": "$kind",
+                        // A missing field and null are one group, whatever the writer did.
+                        "tenant": { "$ifNull": [ "$tenant", Bson::Null ] },
+                        "rule": { "$ifNull": [ "$rule", Bson::Null ] },
+                        "kind": { "$ifNull": [ "$kind", Bson::Null ] },
                     },
                     "count": { "$sum": 1 },
                 } },
                 { "$sort": { "_id.day": 1, "_id.tenant": 1, "_id.rule": 1 } },
-                { "$limit": 10_000 },
+                { "$limit": SUMMARY_GROUPS + 1 },
             ],
-            "cursor": { "batchSize": 10_000 },
+            "cursor": { "batchSize": SUMMARY_GROUPS + 1 },
         },
     )
     .await?;
-    let data: Vec<Value> = batch(&reply)
+    let mut groups = batch(&reply);
+    // More groups than are returned: the range is too wide; `has_more` says so and the
+    // caller narrows `from`/`to`.
+    let has_more = groups.len() > SUMMARY_GROUPS as usize;
+    groups.truncate(SUMMARY_GROUPS as usize);
+    let data: Vec<Value> = groups
         .iter()
         .map(|d| {
             let id = d.get_document("_id").cloned().unwrap_or_default();
@@ -234,6 +245,6 @@ async fn summary(
         })
         .collect();
     Ok(Json(
-        json!({ "object": "list", "data": data, "has_more": false }),
+        json!({ "object": "list", "data": data, "has_more": has_more }),
     ))
 }

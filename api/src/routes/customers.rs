@@ -46,7 +46,8 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
 }
 
 /// The API object of a stored customer.
-fn view(d: &Document) -> Value {
+fn view(d: &Document, db: &TenantDb) -> Value {
+    let policy = db.policy();
     let metadata: Map<String, Value> = d
         .get_document("metadata")
         .map(|m| {
@@ -61,10 +62,10 @@ fn view(d: &Document) -> Value {
         "name": d.get_str("name").unwrap_or_default(),
         "email": d.get_str("email").ok(),
         "metadata": metadata,
-        "tenantId": d.get_str("tenantId").unwrap_or_default(),
+        "tenantId": d.get_str(&policy.tenant_field).unwrap_or_default(),
         "createdAt": rfc3339(d, "createdAt"),
         "updatedAt": rfc3339(d, "updatedAt"),
-        "deletedAt": rfc3339(d, "deletedAt"),
+        "deletedAt": rfc3339(d, &policy.soft_delete_field),
     })
 }
 
@@ -211,7 +212,7 @@ async fn create(db: TenantDb, Json(body): Json<Map<String, Value>>) -> Result<Re
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(view(&stored)),
+        Json(view(&stored, &db)),
     )
         .into_response())
 }
@@ -252,7 +253,7 @@ async fn list(
     found.truncate(usize::try_from(limit).unwrap_or(0));
     Ok(Json(json!({
         "object": "list",
-        "data": found.iter().map(view).collect::<Vec<_>>(),
+        "data": found.iter().map(|d| view(d, &db)).collect::<Vec<_>>(),
         "has_more": has_more,
     })))
 }
@@ -265,7 +266,7 @@ async fn read(
     let deleted = include_deleted(&q)?;
     find(&db, &id, deleted)
         .await?
-        .map(|d| Json(view(&d)))
+        .map(|d| Json(view(&d, &db)))
         .ok_or_else(|| not_found(&id))
 }
 
@@ -282,7 +283,7 @@ async fn update(
         .await
         .map_err(db_problem)?;
     updated
-        .map(|d| Json(view(&d)))
+        .map(|d| Json(view(&d, &db)))
         .ok_or_else(|| not_found(&id))
 }
 
@@ -340,22 +341,23 @@ async fn remove(
         return Err(not_found(&id));
     }
     let stored = find(&db, &id, true).await?.ok_or_else(|| not_found(&id))?;
-    Ok(Json(view(&stored)))
+    Ok(Json(view(&stored, &db)))
 }
 
 async fn restore(db: TenantDb, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    let deleted = db.policy().soft_delete_field.clone();
     let reply = db
         .run(doc! {
             "findAndModify": COLLECTION,
-            "query": { "_id": &id, "deletedAt": { "$ne": Bson::Null } },
-            "update": { "$set": { "deletedAt": Bson::Null, "updatedAt": bson::DateTime::now() } },
+            "query": { "_id": &id, &deleted: { "$ne": Bson::Null } },
+            "update": { "$set": { &deleted: Bson::Null, "updatedAt": bson::DateTime::now() } },
             "new": true,
             "comment": INCLUDE_DELETED,
         })
         .await
         .map_err(db_problem)?;
     match reply.get_document("value") {
-        Ok(d) => Ok(Json(view(d))),
+        Ok(d) => Ok(Json(view(d, &db))),
         Err(_) => match find(&db, &id, false).await? {
             Some(_) => Err(Problem::conflict(
                 "customer_not_deleted",

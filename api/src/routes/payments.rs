@@ -100,39 +100,73 @@ async fn create_owned(
     payment: input::NewPayment,
     key: Option<String>,
 ) -> Result<Response, Problem> {
-    if let Some(k) = &key {
-        match idempotency::claim(&db, k, &idempotency::fingerprint(&payment))
-            .await
-            .map_err(db_problem)?
-        {
-            Claim::Owned => {}
-            Claim::Replay(_, body) => return created(body, true),
-            Claim::Mismatch => {
-                return Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "Idempotency key reused",
-                    "this Idempotency-Key was used with a different request body",
-                ));
+    let Some(k) = key else {
+        let id = payments::new_id();
+        return match create_payment(&state, &current, &db, &payment, &id).await {
+            Ok(body) => created(body, false),
+            Err(failure) => Err(failure.problem),
+        };
+    };
+    let (id, resumed) = match idempotency::claim(
+        &db,
+        &k,
+        &idempotency::fingerprint(&payment),
+        &payments::new_id(),
+    )
+    .await
+    .map_err(db_problem)?
+    {
+        Claim::Owned { id, resumed } => (id, resumed),
+        Claim::Replay(_, body) => return created(body, true),
+        Claim::Mismatch => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency key reused",
+                "this Idempotency-Key was used with a different request body",
+            ));
+        }
+        Claim::InProgress => {
+            return Err(Problem::conflict(
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+    };
+    // An earlier attempt with this key stopped part way: finish its payment if it wrote one.
+    let existing = if resumed {
+        settle_existing(&db, &id).await.map_err(db_problem)?
+    } else {
+        None
+    };
+    let outcome = match existing {
+        Some(body) => Ok(body),
+        None => create_payment(&state, &current, &db, &payment, &id).await,
+    };
+    match outcome {
+        Ok(body) => {
+            // Stored twice at most; if both fail the record stays `started` and a retry after
+            // the stale period resumes it, finding the payment already made.
+            if idempotency::complete(&db, &k, 201, &body).await.is_err() {
+                let _ = idempotency::complete(&db, &k, 201, &body).await;
             }
-            Claim::InProgress => {
-                return Err(Problem::conflict(
-                    "idempotency_in_progress",
-                    "a request with this Idempotency-Key is still being processed; retry shortly",
-                )
-                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")));
+            created(body, resumed)
+        }
+        Err(failure) => {
+            if failure.nothing_written {
+                idempotency::release(&db, &k).await;
             }
+            Err(failure.problem)
         }
     }
-    let outcome = create_payment(&state, &current, &db, &payment).await;
-    match (&key, &outcome) {
-        (Some(k), Ok(body)) => {
-            let _ = idempotency::complete(&db, k, 201, body).await;
-        }
-        (Some(k), Err(_)) => idempotency::release(&db, k).await,
-        _ => {}
-    }
-    created(outcome?, false)
+}
+
+/// A failed creation: the error for the client, and whether the payment certainly does not
+/// exist (so its idempotency key and counted transaction can be given back).
+struct Failure {
+    problem: Problem,
+    nothing_written: bool,
 }
 
 async fn create_payment(
@@ -140,19 +174,20 @@ async fn create_payment(
     current: &CurrentTenant,
     db: &TenantDb,
     payment: &input::NewPayment,
-) -> Result<Value, Problem> {
+    id: &str,
+) -> Result<Value, Failure> {
     let quota = transactions_per_month(&state.services().config.limits, &current.tenant);
     let meter = state.meter();
     // The transaction is counted before the payment exists, atomically with the quota check,
-    // so concurrent payments cannot overshoot the quota; a payment that then fails to be
-    // created gives its count back.
-    // Counted per created payment: a retry with the same Idempotency-Key is replayed before it
-    // gets here, so the key itself need not be remembered by the meter.
+    // so concurrent payments cannot overshoot the quota; a payment that then certainly was not
+    // written gives its count back. One that may exist keeps it: it will be finished.
+    // Counted per created payment: a retry with the same Idempotency-Key is replayed or resumed
+    // before it gets here, so the key itself need not be remembered by the meter.
     let (_, period) = meter
         .reserve_transaction(current.slug(), None, Some(quota))
         .await
-        .map_err(|_| {
-            Problem::new(
+        .map_err(|_| Failure {
+            problem: Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "transaction_quota_exceeded",
                 "Monthly transaction quota exceeded",
@@ -160,10 +195,11 @@ async fn create_payment(
                     "tenant {} has used its {quota} payments for this month",
                     current.slug()
                 ),
-            )
+            ),
+            nothing_written: true,
         })?;
-    let made = insert_and_settle(db, payment).await;
-    if made.is_err() {
+    let made = insert_and_settle(db, payment, id).await;
+    if made.as_ref().is_err_and(|f| f.nothing_written) {
         meter
             .release_transaction(current.slug(), None, period)
             .await;
@@ -171,8 +207,11 @@ async fn create_payment(
     made
 }
 
-async fn insert_and_settle(db: &TenantDb, payment: &input::NewPayment) -> Result<Value, Problem> {
-    let id = payments::new_id();
+async fn insert_and_settle(
+    db: &TenantDb,
+    payment: &input::NewPayment,
+    id: &str,
+) -> Result<Value, Failure> {
     let metadata: Map<String, Value> = payment
         .metadata
         .iter()
@@ -180,21 +219,70 @@ async fn insert_and_settle(db: &TenantDb, payment: &input::NewPayment) -> Result
         .collect();
     let status = payments::settle(&metadata);
     let payments = db.collection(COLLECTION);
-    payments
-        .insert_one(payments::document(&id, payment, Status::Pending))
+    if let Err(e) = payments
+        .insert_one(payments::document(id, payment, Status::Pending))
         .await
-        .map_err(db_problem)?;
+        && !e.is_duplicate_key()
+    {
+        // Did the insert happen anyway (a reply lost after the write)? Only a clean "no"
+        // lets the key go.
+        let absent = matches!(payments.find_one(doc! { "_id": id }).await, Ok(None));
+        return Err(Failure {
+            problem: db_problem(e),
+            nothing_written: absent,
+        });
+    }
+    settle(db, id, status).await.map_err(|e| Failure {
+        problem: db_problem(e),
+        nothing_written: false,
+    })
+}
+
+/// Moves payment `id` from `pending` to `status` and returns its view; a payment another
+/// attempt settled first is returned as it is.
+async fn settle(db: &TenantDb, id: &str, status: Status) -> Result<Value, DbError> {
+    let payments = db.collection(COLLECTION);
     let settled = payments
         .find_one_and_update(
-            doc! { "_id": &id, "status": Status::Pending.as_str() },
+            doc! { "_id": id, "status": Status::Pending.as_str() },
             doc! { "$set": { "status": status.as_str(), "updatedAt": bson::DateTime::now() } },
             true,
             false,
         )
-        .await
-        .map_err(db_problem)?
-        .ok_or_else(|| Problem::internal(&"a payment vanished while it was settled"))?;
-    Ok(payments::view(&settled))
+        .await?;
+    match settled {
+        Some(d) => Ok(payments::view(&d, db.policy())),
+        None => match payments.find_one(doc! { "_id": id }).await? {
+            Some(d) => Ok(payments::view(&d, db.policy())),
+            None => Err(DbError::Invalid(
+                "a payment vanished while it was settled".into(),
+            )),
+        },
+    }
+}
+
+/// The payment a stopped attempt wrote, settled if it was left pending; `None` if it never
+/// wrote one.
+async fn settle_existing(db: &TenantDb, id: &str) -> Result<Option<Value>, DbError> {
+    let Some(found) = db
+        .collection(COLLECTION)
+        .find_one(doc! { "_id": id })
+        .await?
+    else {
+        return Ok(None);
+    };
+    if found.get_str("status").ok() != Some(Status::Pending.as_str()) {
+        return Ok(Some(payments::view(&found, db.policy())));
+    }
+    let metadata: Map<String, Value> = found
+        .get_document("metadata")
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), Value::String(s.to_owned()))))
+                .collect()
+        })
+        .unwrap_or_default();
+    settle(db, id, payments::settle(&metadata)).await.map(Some)
 }
 
 async fn list(
@@ -235,7 +323,7 @@ async fn list(
     found.truncate(usize::try_from(q.limit).unwrap_or(0));
     Ok(Json(json!({
         "object": "list",
-        "data": found.iter().map(payments::view).collect::<Vec<_>>(),
+        "data": found.iter().map(|d| payments::view(d, db.policy())).collect::<Vec<_>>(),
         "has_more": has_more,
     })))
 }
@@ -249,11 +337,16 @@ async fn read(db: TenantDb, Path(id): Path<String>) -> Result<Json<Value>, Probl
         .find_one(doc! { "_id": &id })
         .await
         .map_err(db_problem)?
-        .map(|d| Json(payments::view(&d)))
+        .map(|d| Json(payments::view(&d, db.policy())))
         .ok_or_else(|| not_found(&id))
 }
 
-async fn refund(db: TenantDb, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+async fn refund(
+    db: TenantDb,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Problem> {
+    refund_body(&body)?;
     let payments = db.collection(COLLECTION);
     let refunded = payments
         .find_one_and_update(
@@ -265,7 +358,7 @@ async fn refund(db: TenantDb, Path(id): Path<String>) -> Result<Json<Value>, Pro
         .await
         .map_err(db_problem)?;
     match refunded {
-        Some(d) => Ok(Json(payments::view(&d))),
+        Some(d) => Ok(Json(payments::view(&d, db.policy()))),
         None => match payments
             .find_one(doc! { "_id": &id })
             .await
@@ -280,5 +373,35 @@ async fn refund(db: TenantDb, Path(id): Path<String>) -> Result<Json<Value>, Pro
             )),
             None => Err(not_found(&id)),
         },
+    }
+}
+
+/// A refund is always of the whole payment: the body may be empty or `{}`, and a field such as
+/// `amount` is refused rather than ignored (a partial refund silently made whole would move
+/// money the caller did not ask for).
+fn refund_body(body: &[u8]) -> Result<(), Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+        return Err(Problem::bad_request(
+            "invalid_json",
+            "the body of a refund must be empty or a JSON object",
+        ));
+    };
+    let errors: Vec<FieldError> = fields
+        .keys()
+        .map(|k| match k.as_str() {
+            "amount" => FieldError::new(
+                "amount",
+                "partial refunds are not supported: a refund is always for the whole payment",
+            ),
+            other => FieldError::new(other, "is not a refund field"),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Problem::validation(errors))
     }
 }

@@ -12,6 +12,7 @@
 //! Without Redis the in-process level is all there is, and other instances see a change within
 //! the in-process TTL.
 
+pub mod currency;
 pub mod local;
 pub mod shared;
 pub mod store;
@@ -25,7 +26,8 @@ use bson::Document;
 
 pub use store::COLLECTION;
 pub use tenant::{
-    DomainError, LimitOverrides, RESERVED_SLUGS, Settings, Tenant, Tier, is_slug, normalize_domain,
+    DomainError, LimitOverrides, RESERVED_SLUGS, Settings, Tenant, Tier, check_setting, is_slug,
+    normalize_domain,
 };
 
 use crate::config::{RegistryConfig, TenantSeed};

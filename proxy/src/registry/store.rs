@@ -116,7 +116,11 @@ impl Store {
                     .map_err(|e| RegistryError::Invalid(e.to_string()))?;
                 domains.push(d.as_str());
             }
-            let settings = bson::serialize_to_raw_document_buf(&seed.settings)
+            let normal = seed
+                .settings
+                .checked()
+                .map_err(|(k, why)| RegistryError::Invalid(format!("settings.{k} {why}")))?;
+            let settings = bson::serialize_to_raw_document_buf(&normal)
                 .map_err(|e| RegistryError::Invalid(e.to_string()))?;
             let upsert = rawdoc! {
                 "update": COLLECTION,

@@ -64,6 +64,81 @@ pub struct Settings {
     pub currency: Option<String>,
 }
 
+/// Checks one setting as the registry stores it (the admin API and config seeds hold
+/// settings to the same rules) and returns its normal form (a brand colour in lower case).
+/// `displayName` is checked by its caller (free text, 1 to 100 characters).
+pub fn check_setting(key: &str, value: &str) -> Result<String, &'static str> {
+    let s = value.trim();
+    let ok = match key {
+        "displayName" => {
+            !s.is_empty() && s.chars().count() <= 100 && !s.chars().any(char::is_control)
+        }
+        "brandColor" => {
+            s.len() == 7 && s.starts_with('#') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        "logoUrl" => {
+            s.len() <= 2048
+                && s.strip_prefix("https://").is_some_and(|rest| {
+                    !rest.is_empty()
+                        && !rest.starts_with('/')
+                        && rest.bytes().all(|b| {
+                            b.is_ascii_graphic()
+                                && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'\\' | b'`')
+                        })
+                })
+        }
+        "timeZone" => {
+            (1..=64).contains(&s.len())
+                && (s == "UTC"
+                    || (s.contains('/')
+                        && !s.starts_with('/')
+                        && !s.ends_with('/')
+                        && !s.contains("..")
+                        && s.bytes().all(|b| {
+                            b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+')
+                        })))
+        }
+        "currency" => super::currency::is_currency(s),
+        _ => return Err("is not a known setting"),
+    };
+    if ok {
+        Ok(if key == "brandColor" {
+            s.to_ascii_lowercase()
+        } else {
+            s.to_owned()
+        })
+    } else {
+        Err(match key {
+            "displayName" => "must be a string of 1 to 100 printable characters",
+            "brandColor" => "must be a colour as #rrggbb",
+            "logoUrl" => "must be an https:// URL of at most 2048 characters",
+            "timeZone" => "must be an IANA time zone such as Europe/Zurich, or UTC",
+            _ => "must be an ISO 4217 currency code such as EUR",
+        })
+    }
+}
+
+impl Settings {
+    /// Checks every setting ([`check_setting`]) and returns the normal form, or the first
+    /// bad key (camelCase, as stored) and why.
+    pub fn checked(&self) -> Result<Settings, (&'static str, &'static str)> {
+        let one = |key: &'static str,
+                   v: &Option<String>|
+         -> Result<Option<String>, (&'static str, &'static str)> {
+            v.as_deref()
+                .map(|s| check_setting(key, s).map_err(|why| (key, why)))
+                .transpose()
+        };
+        Ok(Settings {
+            display_name: one("displayName", &self.display_name)?,
+            brand_color: one("brandColor", &self.brand_color)?,
+            logo_url: one("logoUrl", &self.logo_url)?,
+            time_zone: one("timeZone", &self.time_zone)?,
+            currency: one("currency", &self.currency)?,
+        })
+    }
+}
+
 /// Per-tenant overrides of the tier's limits; an absent field means "the tier's default".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -5,10 +5,10 @@
 use bson::{Bson, Document, doc};
 use serde_json::{Map, Value};
 use tenantgate_proxy::registry::{
-    LimitOverrides, RESERVED_SLUGS, Settings, Tenant, Tier, is_slug, normalize_domain,
+    LimitOverrides, RESERVED_SLUGS, Settings, Tenant, Tier, check_setting, is_slug,
+    normalize_domain,
 };
 
-use crate::currency::is_currency;
 use crate::problem::{FieldError, Problem};
 
 /// Custom domains per tenant.
@@ -67,55 +67,15 @@ fn text(v: &Value, field: &str, max: usize, errors: &mut Errors) -> Option<Strin
 
 fn setting(key: &str, v: &Value, errors: &mut Errors) -> Option<String> {
     let field = format!("settings.{key}");
-    let s = v.as_str().map(str::trim).unwrap_or_default();
-    let ok = match key {
-        "displayName" => return text(v, &field, 100, errors),
-        "brandColor" => {
-            s.len() == 7 && s.starts_with('#') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    if key == "displayName" {
+        return text(v, &field, 100, errors);
+    }
+    match check_setting(key, v.as_str().unwrap_or_default()) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            errors.push(field, why);
+            None
         }
-        "logoUrl" => {
-            s.len() <= 2048
-                && s.strip_prefix("https://").is_some_and(|rest| {
-                    !rest.is_empty()
-                        && !rest.starts_with('/')
-                        && rest.bytes().all(|b| {
-                            b.is_ascii_graphic()
-                                && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'\\' | b'`')
-                        })
-                })
-        }
-        "timeZone" => {
-            (1..=64).contains(&s.len())
-                && (s == "UTC"
-                    || (s.contains('/')
-                        && !s.starts_with('/')
-                        && !s.ends_with('/')
-                        && !s.contains("..")
-                        && s.bytes().all(|b| {
-                            b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+')
-                        })))
-        }
-        "currency" => is_currency(s),
-        _ => false,
-    };
-    if ok {
-        Some(if key == "brandColor" {
-            s.to_ascii_lowercase()
-        } else {
-            s.to_owned()
-        })
-    } else {
-        errors.push(
-            field,
-            match key {
-                "brandColor" => "must be a colour as #rrggbb",
-                "logoUrl" => "must be an https:// URL of at most 2048 characters",
-                "timeZone" => "must be an IANA time zone such as Europe/Zurich, or UTC",
-                "currency" => "must be an ISO 4217 currency code such as EUR",
-                _ => "is not a known setting",
-            },
-        );
-        None
     }
 }
 
