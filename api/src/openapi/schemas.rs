@@ -818,7 +818,7 @@ pub enum CustomerDeletion {
     /// A hard delete.
     Hard(CustomerHardDeleted),
     /// A soft delete.
-    Soft(Customer),
+    Soft(Box<Customer>),
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -420,7 +420,7 @@ async fn remove(
         return Err(not_found(&id));
     }
     let stored = find(&db, &id, true).await?.ok_or_else(|| not_found(&id))?;
-    Ok(Json(CustomerDeletion::Soft(view(&stored))))
+    Ok(Json(CustomerDeletion::Soft(Box::new(view(&stored)))))
 }
 
 #[utoipa::path(
