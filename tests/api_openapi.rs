@@ -952,6 +952,7 @@ async fn live_replies_match_the_documented_schemas() {
         let one = "/v1/payments/{id}";
         c.expect("GET", one, b.send("GET", &format!("/v1/payments/{id}"), &as1, &none).await, 200);
         c.expect("GET", one, b.send("GET", "/v1/payments/pay_nothing", &as1, &none).await, 404);
+        c.expect("GET", one, b.send("GET", "/v1/payments/pay_%FF", &as1, &none).await, 400);
         let refund = "/v1/payments/{id}/refund";
         let path = format!("/v1/payments/{id}/refund");
         let r = c.expect("POST", refund, b.send("POST", &path, &as1, &none).await, 200);

@@ -15,7 +15,8 @@
 //!   requirement without the anonymous alternative adds `401 authentication_required`; role
 //!   names in the requirement (OpenAPI 3.1 allows them for non-OAuth schemes) add
 //!   `403 role_required`.
-//! - **JSON bodies** get the body extractor's errors (`400`, `415`, `422`).
+//! - **JSON bodies** get the body extractor's errors (`400`, `415`, `422`); **path
+//!   parameters** the path extractor's (`400 bad_request`).
 //! - **Every response** carries `X-Request-Id`; every operation accepts one.
 //!
 //! utoipa models neither reusable header components nor reusable parameters, so that step works
@@ -303,13 +304,18 @@ struct Guards {
     token_required: bool,
     roles_required: bool,
     json_body: bool,
+    path_params: bool,
 }
 
 fn guards(op: &Map<String, Value>) -> Guards {
-    let tenant = op
+    let parameters: &[Value] = op
         .get("parameters")
         .and_then(Value::as_array)
-        .is_some_and(|ps| ps.iter().any(is_tenant_selector));
+        .map_or(&[], Vec::as_slice);
+    let tenant = parameters.iter().any(is_tenant_selector);
+    // axum's Path extractor refuses a segment that does not decode to UTF-8 (a plain-text 400
+    // that `problem::finish` turns into `bad_request`).
+    let path_params = parameters.iter().any(|p| p["in"] == "path");
     let requirements: Vec<&Map<String, Value>> = op
         .get("security")
         .and_then(Value::as_array)
@@ -330,6 +336,7 @@ fn guards(op: &Map<String, Value>) -> Guards {
         token_required,
         roles_required,
         json_body: op.contains_key("requestBody"),
+        path_params,
     }
 }
 
@@ -424,6 +431,16 @@ fn decorate_operation(op: &mut Map<String, Value>, tenant_selector: &mut Option<
     let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
         return;
     };
+    if g.path_params {
+        add_errors(
+            responses,
+            "400",
+            &[(
+                "bad_request",
+                "a path parameter is not valid UTF-8 once percent-decoded",
+            )],
+        );
+    }
     if g.json_body {
         add_errors(
             responses,
