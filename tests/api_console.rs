@@ -1055,7 +1055,6 @@ async fn the_console_loads_nothing_from_another_origin() {
 
 /// index.html's footer links `/openapi.json`, which no route serves.
 #[tokio::test]
-#[ignore = "BUG: api/console/index.html links /openapi.json, which the API does not serve (404)"]
 async fn every_same_origin_link_of_the_console_resolves() {
     let api = start("console_links", false).await;
     let html = fetch_asset(&api, "index.html").await.text;

@@ -5,14 +5,16 @@
 //! [`tenancy::require_tenant`] ties the request to exactly one active tenant before the handler
 //! runs. Handlers then reach data only through
 //! [`extract::TenantDb`], which sends every command through the same policy engine as the
-//! proxy. Admin routes need the `super_admin` role instead of a tenant. Health, readiness and
-//! metrics need neither. Every error is `application/problem+json` ([`problem`]).
+//! proxy. Admin routes need the `super_admin` role instead of a tenant. Health, readiness,
+//! metrics and the OpenAPI document ([`openapi`], `GET /openapi.json`) need neither. Every error
+//! is `application/problem+json` ([`problem`]).
 #![forbid(unsafe_code)]
 
 pub mod currency;
 pub mod extract;
 pub mod guard;
 pub mod limits;
+pub mod openapi;
 pub mod payments;
 pub mod problem;
 pub mod request_id;
@@ -51,6 +53,7 @@ pub fn app_with_tenant_routes(state: ApiState, extra: Router<ApiState>) -> Route
     Router::new()
         .merge(routes::health::router())
         .merge(routes::metrics::router())
+        .merge(openapi::router())
         .merge(routes::tenant::router(&state))
         .merge(routes::admin::router(&state))
         .merge(routes::usage::router(&state))

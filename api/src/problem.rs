@@ -24,9 +24,11 @@ use serde_json::{Map, Value, json};
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// One field that failed validation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
-    /// The field, as a JSON path (`settings.brandColor`).
+    /// The field, as a JSON path (`settings.brandColor`, `domains[0]`), a query parameter or a
+    /// header (`Idempotency-Key`).
+    #[schema(example = "amount")]
     pub field: String,
     /// What is wrong with it.
     pub message: String,

@@ -14,7 +14,7 @@ use tenantgate_proxy::registry::Tenant;
 use crate::problem::Problem;
 
 /// Which input named the tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResolvedBy {
     /// The JWT's `tenantId` claim.

@@ -12,13 +12,18 @@ pub mod idempotency;
 pub mod input;
 
 use bson::{Bson, Document, doc, oid::ObjectId};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+
+use crate::openapi::schemas::{Payment, PaymentObject};
 
 /// The tenant collection holding payments.
 pub const COLLECTION: &str = "payments";
 
-/// A payment's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A payment's status: created `pending`, settled `succeeded` or `failed` in the same request; a
+/// `succeeded` payment can be `refunded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = PaymentStatus)]
 pub enum Status {
     /// Created, not settled.
     Pending,
@@ -66,44 +71,48 @@ pub fn settle(metadata: &Map<String, Value>) -> Status {
     }
 }
 
-/// The UTC time stored at `key` as RFC 3339, or `null`.
-pub(crate) fn rfc3339(d: &Document, key: &str) -> Value {
+/// The UTC time stored at `key` as RFC 3339, or `None` (`null`).
+pub(crate) fn rfc3339(d: &Document, key: &str) -> Option<String> {
     d.get_datetime(key)
         .ok()
         .and_then(|t| t.try_to_rfc3339_string().ok())
-        .map(Value::String)
-        .unwrap_or(Value::Null)
 }
 
-/// The API object of a stored payment.
-pub fn view(d: &Document, policy: &tenantgate_policy::PolicyConfig) -> Value {
-    let metadata = d
-        .get_document("metadata")
+/// The string values of the sub-document `key` (others are skipped), in stored order.
+pub(crate) fn string_map(d: &Document, key: &str) -> Map<String, Value> {
+    d.get_document(key)
         .ok()
         .map(|m| {
             m.iter()
                 .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), Value::String(s.to_owned()))))
-                .collect::<Map<String, Value>>()
+                .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The API object of a stored payment.
+pub fn view(d: &Document, policy: &tenantgate_policy::PolicyConfig) -> Payment {
     let amount = match d.get("amount") {
         Some(Bson::Int64(n)) => *n,
         Some(Bson::Int32(n)) => i64::from(*n),
         _ => 0,
     };
-    json!({
-        "id": d.get_str("_id").unwrap_or_default(),
-        "object": "payment",
-        "amount": amount,
-        "currency": d.get_str("currency").unwrap_or_default(),
-        "customer": d.get_str("customer").ok(),
-        "description": d.get_str("description").ok(),
-        "metadata": metadata,
-        "status": d.get_str("status").unwrap_or_default(),
-        "tenantId": d.get_str(&policy.tenant_field).unwrap_or_default(),
-        "createdAt": rfc3339(d, "createdAt"),
-        "updatedAt": rfc3339(d, "updatedAt"),
-    })
+    Payment {
+        id: d.get_str("_id").unwrap_or_default().to_owned(),
+        object: PaymentObject::Payment,
+        amount,
+        currency: d.get_str("currency").unwrap_or_default().to_owned(),
+        customer: d.get_str("customer").ok().map(str::to_owned),
+        description: d.get_str("description").ok().map(str::to_owned),
+        metadata: string_map(d, "metadata"),
+        status: d.get_str("status").unwrap_or_default().to_owned(),
+        tenant_id: d
+            .get_str(&policy.tenant_field)
+            .unwrap_or_default()
+            .to_owned(),
+        created_at: rfc3339(d, "createdAt"),
+        updated_at: rfc3339(d, "updatedAt"),
+    }
 }
 
 /// The stored document of a new payment (the engine adds `tenantId`).

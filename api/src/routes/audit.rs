@@ -20,6 +20,10 @@ use tenantgate_proxy::audit::COLLECTION;
 use crate::extract::Json;
 use crate::extract::caller::require_role;
 use crate::guard;
+use crate::openapi::params::{AuditFilter, AuditPage};
+use crate::openapi::schemas::{
+    AuditEventList, AuditSummary, AuditSummaryRow, ListObject, Problem as ProblemBody,
+};
 use crate::problem::{FieldError, Problem};
 use crate::state::ApiState;
 
@@ -149,6 +153,21 @@ fn batch(reply: &Document) -> Vec<Document> {
         .unwrap_or_default()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    operation_id = "listAuditEvents",
+    tag = "audit",
+    summary = "Audit events, newest first",
+    description = "Events as they were stored, from the proxy and the API: rejections, authentication failures, tenant conflicts, bypasses and admin changes. Command values never appear.",
+    params(AuditFilter, AuditPage),
+    security(("bearerAuth" = ["security_auditor"]), ("bearerAuth" = ["super_admin"])),
+    responses(
+        (status = 200, description = "A page of events.", body = AuditEventList),
+        (status = 422, description = "- `validation_failed`: a query parameter is invalid or unknown; `errors` names each one.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the audit trail cannot be read right now; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn events(
     State(state): State<ApiState>,
     parts: Parts,
@@ -196,11 +215,25 @@ async fn events(
 /// The most (day, tenant, rule, kind) groups one summary returns.
 const SUMMARY_GROUPS: i32 = 10_000;
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit/summary",
+    operation_id = "summarizeAuditEvents",
+    tag = "audit",
+    summary = "Audit event counts per day, tenant, rule and kind",
+    params(AuditFilter),
+    security(("bearerAuth" = ["security_auditor"]), ("bearerAuth" = ["super_admin"])),
+    responses(
+        (status = 200, description = "The counts, at most 10,000 rows; `has_more` is true when there were more (narrow `from`/`to`).", body = AuditSummary),
+        (status = 422, description = "- `validation_failed`: a query parameter is invalid or unknown; `errors` names each one.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the audit trail cannot be read right now; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn summary(
     State(state): State<ApiState>,
     parts: Parts,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<AuditSummary>, Problem> {
     auditor(&parts)?;
     let f = filter(&q, &[])?;
     let reply = run(
@@ -226,25 +259,32 @@ async fn summary(
         },
     )
     .await?;
+    let text = |d: &Document, key: &str| d.get_str(key).ok().map(str::to_owned);
     let mut groups = batch(&reply);
     // More groups than are returned: the range is too wide; `has_more` says so and the
     // caller narrows `from`/`to`.
     let has_more = groups.len() > SUMMARY_GROUPS as usize;
     groups.truncate(SUMMARY_GROUPS as usize);
-    let data: Vec<Value> = groups
+    let data: Vec<AuditSummaryRow> = groups
         .iter()
         .map(|d| {
             let id = d.get_document("_id").cloned().unwrap_or_default();
-            json!({
-                "day": id.get_str("day").ok(),
-                "tenant": id.get_str("tenant").ok(),
-                "rule": id.get_str("rule").ok(),
-                "kind": id.get_str("kind").ok(),
-                "count": match d.get("count") { Some(Bson::Int32(n)) => i64::from(*n), Some(Bson::Int64(n)) => *n, _ => 0 },
-            })
+            AuditSummaryRow {
+                day: text(&id, "day"),
+                tenant: text(&id, "tenant"),
+                rule: text(&id, "rule"),
+                kind: text(&id, "kind"),
+                count: match d.get("count") {
+                    Some(Bson::Int32(n)) => i64::from(*n),
+                    Some(Bson::Int64(n)) => *n,
+                    _ => 0,
+                },
+            }
         })
         .collect();
-    Ok(Json(
-        json!({ "object": "list", "data": data, "has_more": has_more }),
-    ))
+    Ok(Json(AuditSummary {
+        object: ListObject::List,
+        data,
+        has_more,
+    }))
 }

@@ -13,7 +13,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use serde_json::json;
 
 use crate::problem::Problem;
 use crate::state::ApiState;
@@ -77,29 +76,58 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 /// tells the app whether dev mode is on.
 pub fn router() -> Router<ApiState> {
     Router::new()
-        .route("/", get(|| async { Redirect::temporary("/console/") }))
-        .route(
-            "/console",
-            get(|| async { Redirect::temporary("/console/") }),
-        )
-        .route("/console/", get(|| async { serve("index.html") }))
+        .route("/", get(root))
+        .route("/console", get(bare))
+        .route("/console/", get(index))
         .route("/console/config.json", get(config))
         .route("/console/{file}", get(asset))
+}
+
+async fn root() -> Redirect {
+    Redirect::temporary("/console/")
+}
+
+async fn bare() -> Redirect {
+    Redirect::temporary("/console/")
+}
+
+async fn index() -> Response {
+    serve("index.html")
 }
 
 async fn asset(Path(file): Path<String>) -> Response {
     serve(&file)
 }
 
-async fn config(State(state): State<ApiState>) -> Response {
+/// What the console learns of the API before anyone signs in.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleConfig {
+    /// Whether `[api] dev_mode` is on (the page then offers to mint tokens).
+    pub dev_mode: bool,
+    /// `[api] base_domains`.
+    pub base_domains: Vec<String>,
+    /// Every accepted ISO 4217 currency and its number of minor-unit digits.
+    pub currencies: std::collections::BTreeMap<String, u8>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/console/config.json",
+    operation_id = "getConsoleConfig",
+    tag = "console",
+    summary = "The console's settings: dev mode, base domains, the currency table",
+    responses((status = 200, description = "Never cached.", body = ConsoleConfig))
+)]
+pub(crate) async fn config(State(state): State<ApiState>) -> Response {
     let config = &state.services().config;
-    let mut r = axum::Json(json!({
-        "devMode": config.api.dev_mode,
-        "baseDomains": config.api.base_domains,
-        "currencies": crate::currency::all()
-            .map(|(code, digits)| (code.to_owned(), json!(digits)))
-            .collect::<serde_json::Map<String, serde_json::Value>>(),
-    }))
+    let mut r = axum::Json(ConsoleConfig {
+        dev_mode: config.api.dev_mode,
+        base_domains: config.api.base_domains.clone(),
+        currencies: crate::currency::all()
+            .map(|(code, digits)| (code.to_owned(), digits))
+            .collect(),
+    })
     .into_response();
     harden(&mut r, "no-store");
     r

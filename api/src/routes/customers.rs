@@ -13,13 +13,18 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bson::{Bson, Document, doc, oid::ObjectId};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tenantgate_proxy::scoped::ScopedDb;
 
 use super::payments::db_problem;
 use crate::extract::{CurrentTenant, Json, TenantDb, origin};
 use crate::guard;
-use crate::payments::rfc3339;
+use crate::openapi::params::{CustomerListQuery, HardDelete, IncludeDeleted, TenantSelector};
+use crate::openapi::schemas::{
+    Customer, CustomerDeletion, CustomerHardDeleted, CustomerList, CustomerObject, CustomerUpdate,
+    ListObject, NewCustomer, Problem as ProblemBody,
+};
+use crate::payments::{rfc3339, string_map};
 use crate::problem::{FieldError, Problem};
 use crate::state::ApiState;
 
@@ -46,27 +51,22 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
 }
 
 /// The API object of a stored customer.
-fn view(d: &Document, db: &TenantDb) -> Value {
+fn view(d: &Document, db: &TenantDb) -> Customer {
     let policy = db.policy();
-    let metadata: Map<String, Value> = d
-        .get_document("metadata")
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), Value::String(s.to_owned()))))
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({
-        "id": d.get_str("_id").unwrap_or_default(),
-        "object": "customer",
-        "name": d.get_str("name").unwrap_or_default(),
-        "email": d.get_str("email").ok(),
-        "metadata": metadata,
-        "tenantId": d.get_str(&policy.tenant_field).unwrap_or_default(),
-        "createdAt": rfc3339(d, "createdAt"),
-        "updatedAt": rfc3339(d, "updatedAt"),
-        "deletedAt": rfc3339(d, &policy.soft_delete_field),
-    })
+    Customer {
+        id: d.get_str("_id").unwrap_or_default().to_owned(),
+        object: CustomerObject::Customer,
+        name: d.get_str("name").unwrap_or_default().to_owned(),
+        email: d.get_str("email").ok().map(str::to_owned),
+        metadata: string_map(d, "metadata"),
+        tenant_id: d
+            .get_str(&policy.tenant_field)
+            .unwrap_or_default()
+            .to_owned(),
+        created_at: rfc3339(d, "createdAt"),
+        updated_at: rfc3339(d, "updatedAt"),
+        deleted_at: rfc3339(d, &policy.soft_delete_field),
+    }
 }
 
 fn text(v: &Value, field: &str, max: usize, errors: &mut Vec<FieldError>) -> Option<String> {
@@ -192,6 +192,22 @@ fn include_deleted(q: &HashMap<String, String>) -> Result<bool, Problem> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/customers",
+    operation_id = "createCustomer",
+    tag = "customers",
+    summary = "Create a customer",
+    params(TenantSelector),
+    request_body(content = NewCustomer, content_type = "application/json"),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 201, description = "The customer.", body = Customer,
+            headers(("Location" = String, description = "`/v1/customers/{id}`."))),
+        (status = 422, description = "- `validation_failed`: a field is invalid, missing or unknown; `errors` names each one.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the database cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn create(db: TenantDb, Json(body): Json<Map<String, Value>>) -> Result<Response, Problem> {
     let mut d = fields(&body, true)?;
     let id = format!("cus_{}", ObjectId::new().to_hex());
@@ -217,10 +233,25 @@ async fn create(db: TenantDb, Json(body): Json<Map<String, Value>>) -> Result<Re
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/customers",
+    operation_id = "listCustomers",
+    tag = "customers",
+    summary = "List customers, newest first",
+    description = "Soft-deleted customers are left out unless `include_deleted=true`.",
+    params(TenantSelector, CustomerListQuery),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "A page of customers.", body = CustomerList),
+        (status = 422, description = "- `validation_failed`: `limit` or `include_deleted` is invalid.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the database cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn list(
     db: TenantDb,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<CustomerList>, Problem> {
     let deleted = include_deleted(&q)?;
     let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
         None => 10,
@@ -251,18 +282,33 @@ async fn list(
         .unwrap_or_default();
     let has_more = found.len() as i64 > limit;
     found.truncate(usize::try_from(limit).unwrap_or(0));
-    Ok(Json(json!({
-        "object": "list",
-        "data": found.iter().map(|d| view(d, &db)).collect::<Vec<_>>(),
-        "has_more": has_more,
-    })))
+    Ok(Json(CustomerList {
+        object: ListObject::List,
+        data: found.iter().map(|d| view(d, &db)).collect(),
+        has_more,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{id}",
+    operation_id = "getCustomer",
+    tag = "customers",
+    summary = "Read a customer",
+    params(TenantSelector, ("id" = String, Path, description = "The customer's id (`cus_…`)."), IncludeDeleted),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The customer.", body = Customer),
+        (status = 404, description = "- `customer_not_found`: the tenant has no such customer (or it is soft-deleted and `include_deleted` is not `true`).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "- `validation_failed`: `include_deleted` is not `true` or `false`.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the database cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn read(
     db: TenantDb,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Customer>, Problem> {
     let deleted = include_deleted(&q)?;
     find(&db, &id, deleted)
         .await?
@@ -270,11 +316,28 @@ async fn read(
         .ok_or_else(|| not_found(&id))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/customers/{id}",
+    operation_id = "updateCustomer",
+    tag = "customers",
+    summary = "Change a customer",
+    description = "Only the fields sent change; `metadata` is replaced as a whole. A soft-deleted customer is not found.",
+    params(TenantSelector, ("id" = String, Path, description = "The customer's id (`cus_…`).")),
+    request_body(content = CustomerUpdate, content_type = "application/json"),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The customer as changed.", body = Customer),
+        (status = 404, description = "- `customer_not_found`: the tenant has no such (undeleted) customer.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "- `validation_failed`: a field is invalid or unknown; `errors` names each one.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the database cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn update(
     db: TenantDb,
     Path(id): Path<String>,
     Json(body): Json<Map<String, Value>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Customer>, Problem> {
     let mut set = fields(&body, false)?;
     set.insert("updatedAt", bson::DateTime::now());
     let updated = db
@@ -287,6 +350,23 @@ async fn update(
         .ok_or_else(|| not_found(&id))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/customers/{id}",
+    operation_id = "deleteCustomer",
+    tag = "customers",
+    summary = "Delete a customer (soft, or hard for super_admin)",
+    description = "A soft delete: the policy engine sets `deletedAt` and the customer disappears from every list, lookup and `$lookup` until restored. With `hard=true` (`super_admin` only) the document is deleted for good through the audited bypass handle.",
+    params(TenantSelector, ("id" = String, Path, description = "The customer's id (`cus_…`)."), HardDelete),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The soft-deleted customer (with `deletedAt`), or for `hard=true` a deletion receipt.", body = CustomerDeletion),
+        (status = 403, description = "- `role_required`: `hard=true` without the `super_admin` role.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "- `customer_not_found`: the tenant has no such (undeleted, for a soft delete) customer.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "- `validation_failed`: `hard` is not `true` or `false`.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the database cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn remove(
     State(state): State<ApiState>,
     current: CurrentTenant,
@@ -294,7 +374,7 @@ async fn remove(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     parts: axum::http::request::Parts,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<CustomerDeletion>, Problem> {
     let hard = match q.get("hard").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -328,9 +408,12 @@ async fn remove(
         if reply.get_i32("n").unwrap_or(0) == 0 {
             return Err(not_found(&id));
         }
-        return Ok(Json(
-            json!({ "id": id, "object": "customer", "deleted": true, "hard": true }),
-        ));
+        return Ok(Json(CustomerDeletion::Hard(CustomerHardDeleted {
+            id,
+            object: CustomerObject::Customer,
+            deleted: true,
+            hard: true,
+        })));
     }
     let n = db
         .collection(COLLECTION)
@@ -341,10 +424,25 @@ async fn remove(
         return Err(not_found(&id));
     }
     let stored = find(&db, &id, true).await?.ok_or_else(|| not_found(&id))?;
-    Ok(Json(view(&stored, &db)))
+    Ok(Json(CustomerDeletion::Soft(Box::new(view(&stored, &db)))))
 }
 
-async fn restore(db: TenantDb, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+#[utoipa::path(
+    post,
+    path = "/v1/customers/{id}/restore",
+    operation_id = "restoreCustomer",
+    tag = "customers",
+    summary = "Restore a soft-deleted customer",
+    params(TenantSelector, ("id" = String, Path, description = "The customer's id (`cus_…`).")),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The customer, `deletedAt` cleared.", body = Customer),
+        (status = 404, description = "- `customer_not_found`: the tenant has no such customer.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "- `customer_not_deleted`: the customer is not deleted.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the database cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+async fn restore(db: TenantDb, Path(id): Path<String>) -> Result<Json<Customer>, Problem> {
     let deleted = db.policy().soft_delete_field.clone();
     let reply = db
         .run(doc! {

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::extract::Json;
@@ -30,23 +30,51 @@ pub fn router() -> Router<ApiState> {
 }
 
 /// What the caller asks for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenRequest {
+pub struct TokenRequest {
     /// The subject (user name); defaults to `dev-user`.
+    #[schema(max_length = 64)]
     sub: Option<String>,
     /// The tenant the token is bound to (a tenant user's token; optional for admins).
     #[serde(rename = "tenantId")]
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     tenant_id: Option<String>,
-    /// Roles; empty for a tenant user.
+    /// Roles (`super_admin`, `security_auditor`); empty for a tenant user.
     #[serde(default)]
     roles: Vec<String>,
 }
 
-async fn mint(
+/// A minted token.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DevToken {
+    /// The signed HS256 JWT, for `Authorization: Bearer`.
+    pub token: String,
+    /// When it expires (UTC, RFC 3339), 8 hours after it was minted.
+    pub expires_at: String,
+    /// Its claims: `sub`, `roles`, `iat`, `exp`, and `tenantId`, `iss`, `aud` when set.
+    #[schema(value_type = Object)]
+    pub claims: Value,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/dev/token",
+    operation_id = "mintDevToken",
+    tag = "dev",
+    summary = "Mint a token for any tenant and role (dev mode only)",
+    description = "Exists only with `[api] dev_mode = true` (and `jwt.hs256_secret`); otherwise the path is unknown (404). Anyone who reaches it can act as anyone: never enable it where real data lives.",
+    request_body = TokenRequest,
+    responses(
+        (status = 201, description = "A signed token, valid 8 hours.", body = DevToken),
+        (status = 422, description = "- `validation_failed`: `sub`, `tenantId` or a role is invalid, or a token without a role names no tenant; `errors` names each one.", body = crate::openapi::schemas::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn mint(
     State(state): State<ApiState>,
     Json(req): Json<TokenRequest>,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<DevToken>), Problem> {
     let config = &state.services().config;
     let secret = match (&config.jwt, config.api.dev_mode) {
         (Some(jwt), true) => jwt.hs256_secret.as_deref(),
@@ -121,6 +149,10 @@ async fn mint(
         .unwrap_or_default();
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "token": token, "expiresAt": expires_at, "claims": claims })),
+        Json(DevToken {
+            token,
+            expires_at,
+            claims,
+        }),
     ))
 }

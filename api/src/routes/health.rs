@@ -3,14 +3,15 @@
 
 use std::time::Duration;
 
+use crate::extract::Json;
+use crate::openapi::schemas::{
+    Health, HealthStatus, Ready, ReadyChecks, ReadyStatus, RedisCheck, UpstreamCheck,
+};
+use crate::problem::Problem;
+use crate::state::ApiState;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use serde_json::{Value, json};
-
-use crate::extract::Json;
-use crate::problem::Problem;
-use crate::state::ApiState;
 
 /// The routes.
 pub fn router() -> Router<ApiState> {
@@ -19,11 +20,34 @@ pub fn router() -> Router<ApiState> {
         .route("/ready", get(ready))
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "getHealth",
+    tag = "health",
+    summary = "Liveness: the process answers",
+    responses((status = 200, description = "The process runs.", body = Health))
+)]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
 }
 
-async fn ready(State(state): State<ApiState>) -> Result<Json<Value>, Problem> {
+#[utoipa::path(
+    get,
+    path = "/ready",
+    operation_id = "getReadiness",
+    tag = "health",
+    summary = "Readiness: the upstream answers a ping",
+    description = "Redis is reported but never fails readiness: the limiter has failure modes for a Redis outage.",
+    responses(
+        (status = 200, description = "Traffic sent here can be served.", body = Ready),
+        (status = 503, description = "- `upstream_unavailable`: the upstream MongoDB did not answer a ping within 2 s.", body = crate::openapi::schemas::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn ready(State(state): State<ApiState>) -> Result<Json<Ready>, Problem> {
     let services = state.services();
     let ping =
         bson::rawdoc! { "ping": 1, "$db": services.config.policy.internal_database.as_str() };
@@ -36,18 +60,25 @@ async fn ready(State(state): State<ApiState>) -> Result<Json<Value>, Problem> {
         ));
     }
     let redis = match &services.redis {
-        None => "not_configured",
+        None => RedisCheck::NotConfigured,
         Some(link) => {
             let pong = link
                 .call(Duration::from_millis(200), |mut c| async move {
                     redis::cmd("PING").query_async::<String>(&mut c).await
                 })
                 .await;
-            if pong.is_ok() { "ok" } else { "degraded" }
+            if pong.is_ok() {
+                RedisCheck::Ok
+            } else {
+                RedisCheck::Degraded
+            }
         }
     };
-    Ok(Json(json!({
-        "status": "ready",
-        "checks": { "upstream": "ok", "redis": redis },
-    })))
+    Ok(Json(Ready {
+        status: ReadyStatus::Ready,
+        checks: ReadyChecks {
+            upstream: UpstreamCheck::Ok,
+            redis,
+        },
+    }))
 }

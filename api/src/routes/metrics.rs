@@ -21,6 +21,15 @@ pub fn router() -> Router<ApiState> {
     Router::new().route("/metrics", get(metrics))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "getMetrics",
+    tag = "health",
+    summary = "Prometheus metrics",
+    description = "The proxy's and the API's metrics in the Prometheus text exposition format 0.0.4. Public: serve the API listener on a network the public cannot reach.",
+    responses((status = 200, description = "The metrics.", body = String, content_type = "text/plain; version=0.0.4"))
+)]
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let mut text = (state.metrics())();
     let stats = state.services().registry.stats();

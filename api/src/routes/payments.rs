@@ -10,13 +10,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bson::{Document, doc};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tenantgate_proxy::scoped::DbError;
 use tenantgate_proxy::scoped_collection::FindOptions;
 
 use crate::extract::{CurrentTenant, Json, TenantDb};
 use crate::guard;
 use crate::limits::transactions_per_month;
+use crate::openapi::params::{PaymentListQuery, TenantSelector};
+use crate::openapi::schemas::{
+    ListObject, NewPayment, Payment, PaymentList, Problem as ProblemBody,
+};
 use crate::payments::idempotency::{self, Claim};
 use crate::payments::{self, COLLECTION, Status, input};
 use crate::problem::{FieldError, Problem};
@@ -44,6 +48,32 @@ pub fn db_problem(e: DbError) -> Problem {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/payments",
+    operation_id = "createPayment",
+    tag = "payments",
+    summary = "Create a payment",
+    description = "Validates the body (a 422 names every field at fault), counts the payment against the tenant's monthly `transactions` quota, stores it `pending` and settles it `succeeded` or `failed` in the same request. With an `Idempotency-Key`, a retry with the same body replays the first response; once started, a payment runs to the end even if the client goes away.",
+    params(
+        TenantSelector,
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters, per tenant, kept 48 h (at least 24 h): the same key with the same body (field order does not matter) returns the original `201` with `Idempotent-Replayed: true`; with a different body it is `422 idempotency_key_reused`; while the first request still runs, `409 idempotency_in_progress`. A key whose request failed can be used again.", min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7E]+$"),
+    ),
+    request_body(content = NewPayment, content_type = "application/json"),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 201, description = "The payment, settled.", body = Payment,
+            headers(
+                ("Location" = String, description = "`/v1/payments/{id}`."),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the replay of an earlier request with the same `Idempotency-Key`; absent otherwise."),
+            )),
+        (status = 409, description = "- `idempotency_in_progress`: a request with this `Idempotency-Key` is still being processed; retry after `Retry-After` seconds.", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = i64, description = "Seconds to wait (1)."))),
+        (status = 422, description = "- `validation_failed`: a field (or the `Idempotency-Key` header) is invalid; `errors` names each one, unknown fields included.\n- `idempotency_key_reused`: this `Idempotency-Key` was used with a different body.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "- `transaction_quota_exceeded`: the tenant has used its payments for this UTC month.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the database cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn create(
     State(state): State<ApiState>,
     current: CurrentTenant,
@@ -251,9 +281,9 @@ async fn settle(db: &TenantDb, id: &str, status: Status) -> Result<Value, DbErro
         )
         .await?;
     match settled {
-        Some(d) => Ok(payments::view(&d, db.policy())),
+        Some(d) => to_value(payments::view(&d, db.policy())),
         None => match payments.find_one(doc! { "_id": id }).await? {
-            Some(d) => Ok(payments::view(&d, db.policy())),
+            Some(d) => to_value(payments::view(&d, db.policy())),
             None => Err(DbError::Invalid(
                 "a payment vanished while it was settled".into(),
             )),
@@ -272,7 +302,7 @@ async fn settle_existing(db: &TenantDb, id: &str) -> Result<Option<Value>, DbErr
         return Ok(None);
     };
     if found.get_str("status").ok() != Some(Status::Pending.as_str()) {
-        return Ok(Some(payments::view(&found, db.policy())));
+        return to_value(payments::view(&found, db.policy())).map(Some);
     }
     let metadata: Map<String, Value> = found
         .get_document("metadata")
@@ -285,10 +315,24 @@ async fn settle_existing(db: &TenantDb, id: &str) -> Result<Option<Value>, DbErr
     settle(db, id, payments::settle(&metadata)).await.map(Some)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/payments",
+    operation_id = "listPayments",
+    tag = "payments",
+    summary = "List payments, newest first",
+    params(TenantSelector, PaymentListQuery),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "A page of payments.", body = PaymentList),
+        (status = 422, description = "- `validation_failed`: a query parameter is invalid or unknown; `errors` names each one.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the database cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn list(
     db: TenantDb,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<PaymentList>, Problem> {
     let q = input::list_query(&query)?;
     let mut filter = Document::new();
     if let Some(after) = &q.starting_after {
@@ -321,18 +365,35 @@ async fn list(
         .map_err(db_problem)?;
     let has_more = found.len() as i64 > q.limit;
     found.truncate(usize::try_from(q.limit).unwrap_or(0));
-    Ok(Json(json!({
-        "object": "list",
-        "data": found.iter().map(|d| payments::view(d, db.policy())).collect::<Vec<_>>(),
-        "has_more": has_more,
-    })))
+    Ok(Json(PaymentList {
+        object: ListObject::List,
+        data: found
+            .iter()
+            .map(|d| payments::view(d, db.policy()))
+            .collect(),
+        has_more,
+    }))
 }
 
 fn not_found(id: &str) -> Problem {
     Problem::not_found("payment_not_found", format!("no payment {id}"))
 }
 
-async fn read(db: TenantDb, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{id}",
+    operation_id = "getPayment",
+    tag = "payments",
+    summary = "Read a payment",
+    params(TenantSelector, ("id" = String, Path, description = "The payment's id (`pay_…`).")),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The payment.", body = Payment),
+        (status = 404, description = "- `payment_not_found`: the tenant has no payment with this id (another tenant's payment is not found either).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the database cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+async fn read(db: TenantDb, Path(id): Path<String>) -> Result<Json<Payment>, Problem> {
     db.collection(COLLECTION)
         .find_one(doc! { "_id": &id })
         .await
@@ -341,11 +402,28 @@ async fn read(db: TenantDb, Path(id): Path<String>) -> Result<Json<Value>, Probl
         .ok_or_else(|| not_found(&id))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/payments/{id}/refund",
+    operation_id = "refundPayment",
+    tag = "payments",
+    summary = "Refund a succeeded payment",
+    description = "Always the whole amount: the body is empty or `{}` (an `amount` is refused, 422). A payment is refunded once.",
+    params(TenantSelector, ("id" = String, Path, description = "The payment's id (`pay_…`).")),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The payment, now `refunded`.", body = Payment),
+        (status = 422, description = "- `validation_failed`: the body names a field (`amount`: partial refunds are not supported).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "- `payment_not_found`: the tenant has no payment with this id.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "- `payment_not_refundable`: the payment is not `succeeded` (already refunded, failed or pending).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `database_unavailable`: the database cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn refund(
     db: TenantDb,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Payment>, Problem> {
     refund_body(&body)?;
     let payments = db.collection(COLLECTION);
     let refunded = payments
@@ -404,4 +482,9 @@ fn refund_body(body: &[u8]) -> Result<(), Problem> {
     } else {
         Err(Problem::validation(errors))
     }
+}
+
+/// A payment as the JSON body stored for idempotent replays.
+fn to_value(p: Payment) -> Result<Value, DbError> {
+    serde_json::to_value(p).map_err(|e| DbError::Invalid(e.to_string()))
 }

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use serde_json::{Value, json};
 use tenantgate_proxy::ratelimit::Period;
 use tenantgate_proxy::registry::Tenant;
 
@@ -17,6 +16,11 @@ use crate::extract::db::entitled;
 use crate::extract::{CurrentTenant, Json, SuperAdmin};
 use crate::guard;
 use crate::limits::{DEFAULT_GROUP, requests_per_minute, transactions_per_month};
+use crate::openapi::params::{AdminPage, PeriodQuery, TenantSelector};
+use crate::openapi::schemas::{
+    Problem as ProblemBody, Usage, UsageFigures, UsageIntegrity, UsageLimits, UsageList,
+    UsageSource,
+};
 use crate::problem::{FieldError, Problem};
 use crate::state::ApiState;
 use crate::usage::jobs::{Source, usage_of};
@@ -53,7 +57,7 @@ fn body(
     period: Period,
     totals: &Totals,
     source: Source,
-) -> Value {
+) -> Usage {
     let config = &state.services().config.limits;
     let quota = transactions_per_month(config, tenant);
     let percent = if quota == 0 {
@@ -61,26 +65,30 @@ fn body(
     } else {
         (totals.transactions as f64 / quota as f64 * 10_000.0).round() / 100.0
     };
-    json!({
-        "tenantId": tenant.slug,
-        "period": period.to_string(),
-        "usage": {
-            "apiCalls": totals.api_calls,
-            "transactions": totals.transactions,
-            "storageBytes": totals.storage_bytes,
-            "bandwidthBytes": totals.bandwidth_bytes,
-            "limits": {
-                "transactions": quota,
-                "percentUsed": percent,
-                "requestsPerMinute": requests_per_minute(config, tenant, DEFAULT_GROUP),
+    Usage {
+        tenant_id: tenant.slug.clone(),
+        period: period.to_string(),
+        usage: UsageFigures {
+            api_calls: totals.api_calls,
+            transactions: totals.transactions,
+            storage_bytes: totals.storage_bytes,
+            bandwidth_bytes: totals.bandwidth_bytes,
+            limits: UsageLimits {
+                transactions: quota,
+                percent_used: percent,
+                requests_per_minute: requests_per_minute(config, tenant, DEFAULT_GROUP),
             },
         },
-        "source": source.as_str(),
-        "integrity": match source {
-            Source::Snapshot { intact: false } => "checksum_mismatch",
-            _ => "ok",
+        source: match source {
+            Source::Live => UsageSource::Live,
+            Source::Snapshot { .. } => UsageSource::Snapshot,
+            Source::None => UsageSource::None,
         },
-    })
+        integrity: match source {
+            Source::Snapshot { intact: false } => UsageIntegrity::ChecksumMismatch,
+            _ => UsageIntegrity::Ok,
+        },
+    }
 }
 
 fn unavailable(e: String) -> Problem {
@@ -91,11 +99,26 @@ fn unavailable(e: String) -> Problem {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    operation_id = "getUsage",
+    tag = "usage",
+    summary = "The tenant's usage in one month",
+    description = "From Redis' live counters while it holds the month (90 days after it ends), else from the immutable month-end snapshot.",
+    params(TenantSelector, PeriodQuery),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The month's usage against the quota.", body = Usage),
+        (status = 422, description = "- `validation_failed`: `period` is not `YYYY-MM`, or is in the future.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `usage_unavailable`: usage cannot be read right now; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn tenant_usage(
     State(state): State<ApiState>,
     current: CurrentTenant,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Usage>, Problem> {
     entitled(&current)?;
     let period = period(&query, &state)?;
     let (totals, source) = usage_of(&state, state.meter(), current.slug(), period)
@@ -104,11 +127,25 @@ async fn tenant_usage(
     Ok(Json(body(&state, &current.tenant, period, &totals, source)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/usage",
+    operation_id = "listUsage",
+    tag = "admin",
+    summary = "Every tenant's usage in one month",
+    params(PeriodQuery, AdminPage),
+    security(("bearerAuth" = ["super_admin"])),
+    responses(
+        (status = 200, description = "A page of tenants' usage, ordered by slug.", body = UsageList),
+        (status = 422, description = "- `validation_failed`: `period` or `limit` is invalid.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `usage_unavailable`: usage or the tenant registry cannot be read right now; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn all_usage(
     State(state): State<ApiState>,
     _admin: SuperAdmin,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<UsageList>, Problem> {
     let period = period(&query, &state)?;
     let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
         None => 20,
@@ -133,7 +170,9 @@ async fn all_usage(
             .map_err(unavailable)?;
         data.push(body(&state, t, period, &totals, source));
     }
-    Ok(Json(
-        json!({ "period": period.to_string(), "data": data, "has_more": has_more }),
-    ))
+    Ok(Json(UsageList {
+        period: period.to_string(),
+        data,
+        has_more,
+    }))
 }

@@ -10,13 +10,18 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Router, extract::FromRequestParts};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tenantgate_proxy::audit::ApiEvent;
 use tenantgate_proxy::registry::{RegistryError, Tenant};
 
 use super::tenant_input;
 use crate::extract::{Json, SuperAdmin, origin};
 use crate::guard;
+use crate::openapi::params::AdminPage;
+use crate::openapi::schemas::{
+    DomainAdded, DomainList, NewDomain, NewTenant, Problem as ProblemBody, TenantLimits,
+    TenantList, TenantPatch, TenantRecord, TenantSettings,
+};
 use crate::problem::{FieldError, Problem};
 use crate::state::ApiState;
 
@@ -37,24 +42,20 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
 }
 
 /// The admin view of a tenant.
-pub fn view(t: &Tenant) -> Value {
-    let time = |d: &Option<bson::DateTime>| {
-        d.and_then(|d| d.try_to_rfc3339_string().ok())
-            .map(Value::String)
-            .unwrap_or(Value::Null)
-    };
-    json!({
-        "id": t.slug,
-        "slug": t.slug,
-        "name": t.name,
-        "tier": t.tier.as_str(),
-        "domains": t.domains,
-        "settings": t.settings,
-        "limits": t.limits,
-        "isActive": t.is_active,
-        "createdAt": time(&t.created_at),
-        "updatedAt": time(&t.updated_at),
-    })
+pub fn view(t: &Tenant) -> TenantRecord {
+    let time = |d: &Option<bson::DateTime>| d.and_then(|d| d.try_to_rfc3339_string().ok());
+    TenantRecord {
+        id: t.slug.clone(),
+        slug: t.slug.clone(),
+        name: t.name.clone(),
+        tier: t.tier.into(),
+        domains: t.domains.clone(),
+        settings: TenantSettings::from(&t.settings),
+        limits: TenantLimits::from(&t.limits),
+        is_active: t.is_active,
+        created_at: time(&t.created_at),
+        updated_at: time(&t.updated_at),
+    }
 }
 
 fn registry_problem(e: RegistryError) -> Problem {
@@ -106,6 +107,23 @@ impl AdminAudit {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants",
+    operation_id = "createTenant",
+    tag = "admin",
+    summary = "Register a tenant",
+    description = "Audited. Every API and proxy instance sees the tenant on its next lookup.",
+    request_body(content = NewTenant, content_type = "application/json"),
+    security(("bearerAuth" = ["super_admin"])),
+    responses(
+        (status = 201, description = "The tenant.", body = TenantRecord,
+            headers(("Location" = String, description = "`/v1/admin/tenants/{slug}`."))),
+        (status = 409, description = "- `conflict`: the slug, or a domain, is taken.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "- `validation_failed`: a field is invalid, missing or unknown; `errors` names each one.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `registry_unavailable`: the tenant registry cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn create(
     State(state): State<ApiState>,
     admin: SuperAdmin,
@@ -130,11 +148,26 @@ async fn create(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants",
+    operation_id = "listTenants",
+    tag = "admin",
+    summary = "List tenants by slug",
+    description = "Read from the registry's database, not the caches.",
+    params(AdminPage),
+    security(("bearerAuth" = ["super_admin"])),
+    responses(
+        (status = 200, description = "A page of tenants.", body = TenantList),
+        (status = 422, description = "- `validation_failed`: `limit` is invalid.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `registry_unavailable`: the tenant registry cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn list(
     State(state): State<ApiState>,
     _admin: SuperAdmin,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<TenantList>, Problem> {
     let limit = match query.get("limit") {
         None => 20,
         Some(l) => match l.parse::<usize>() {
@@ -154,17 +187,32 @@ async fn list(
         .list(after, limit)
         .await
         .map_err(registry_problem)?;
-    Ok(Json(json!({
-        "data": tenants.iter().map(view).collect::<Vec<_>>(),
-        "has_more": has_more,
-    })))
+    Ok(Json(TenantList {
+        data: tenants.iter().map(view).collect(),
+        has_more,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{slug}",
+    operation_id = "getTenant",
+    tag = "admin",
+    summary = "Read a tenant",
+    description = "Read from the registry's database, not the caches.",
+    params(("slug" = String, Path, description = "The tenant's slug.")),
+    security(("bearerAuth" = ["super_admin"])),
+    responses(
+        (status = 200, description = "The tenant.", body = TenantRecord),
+        (status = 404, description = "- `tenant_not_found`: no tenant has this slug.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `registry_unavailable`: the tenant registry cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn read(
     State(state): State<ApiState>,
     _admin: SuperAdmin,
     Path(slug): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<TenantRecord>, Problem> {
     match state
         .services()
         .registry
@@ -177,13 +225,31 @@ async fn read(
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/admin/tenants/{slug}",
+    operation_id = "updateTenant",
+    tag = "admin",
+    summary = "Change a tenant (JSON merge patch)",
+    description = "Audited (a deactivation or reactivation is named). Every instance's caches are invalidated; a deactivated tenant is refused everywhere on its next request. A patch that changes nothing writes nothing.",
+    params(("slug" = String, Path, description = "The tenant's slug.")),
+    request_body(content = TenantPatch, content_type = "application/json"),
+    security(("bearerAuth" = ["super_admin"])),
+    responses(
+        (status = 200, description = "The tenant as changed.", body = TenantRecord),
+        (status = 404, description = "- `tenant_not_found`: no tenant has this slug.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "- `conflict`: a domain is taken by another tenant.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "- `validation_failed`: a field is invalid, read-only or unknown; `errors` names each one.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `registry_unavailable`: the tenant registry cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn update(
     State(state): State<ApiState>,
     admin: SuperAdmin,
     audit: AdminAudit,
     Path(slug): Path<String>,
     Json(body): Json<Map<String, Value>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<TenantRecord>, Problem> {
     let patch = tenant_input::patch(&body, &state.hosts().base_domains)?;
     if patch.update.is_empty() {
         // A merge patch that changes nothing: no write, no audit entry.
@@ -208,11 +274,25 @@ async fn update(
     Ok(Json(view(&updated)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{slug}/domains",
+    operation_id = "listTenantDomains",
+    tag = "admin",
+    summary = "A tenant's custom domains",
+    params(("slug" = String, Path, description = "The tenant's slug.")),
+    security(("bearerAuth" = ["super_admin"])),
+    responses(
+        (status = 200, description = "Every custom domain.", body = DomainList),
+        (status = 404, description = "- `tenant_not_found`: no tenant has this slug.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `registry_unavailable`: the tenant registry cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn list_domains(
     State(state): State<ApiState>,
     _admin: SuperAdmin,
     Path(slug): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<DomainList>, Problem> {
     let t = state
         .services()
         .registry
@@ -220,9 +300,30 @@ async fn list_domains(
         .await
         .map_err(registry_problem)?
         .ok_or_else(|| no_tenant(&slug))?;
-    Ok(Json(json!({ "data": t.domains, "has_more": false })))
+    Ok(Json(DomainList {
+        data: t.domains.clone(),
+        has_more: false,
+    }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants/{slug}/domains",
+    operation_id = "addTenantDomain",
+    tag = "admin",
+    summary = "Add a custom domain",
+    description = "Audited. Adding a domain the tenant already has changes nothing and still answers 201.",
+    params(("slug" = String, Path, description = "The tenant's slug.")),
+    request_body(content = NewDomain, content_type = "application/json"),
+    security(("bearerAuth" = ["super_admin"])),
+    responses(
+        (status = 201, description = "The domain and every custom domain of the tenant now.", body = DomainAdded),
+        (status = 404, description = "- `tenant_not_found`: no tenant has this slug.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "- `conflict`: another tenant has the domain.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "- `validation_failed`: `domain` is missing, not a domain name, inside a base domain, or the tenant has 20 already.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `registry_unavailable`: the tenant registry cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn add_domain(
     State(state): State<ApiState>,
     admin: SuperAdmin,
@@ -273,11 +374,31 @@ async fn add_domain(
     );
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "domain": domain, "tenantId": updated.slug, "domains": updated.domains })),
+        Json(DomainAdded {
+            domain,
+            tenant_id: updated.slug,
+            domains: updated.domains,
+        }),
     )
         .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/tenants/{slug}/domains/{domain}",
+    operation_id = "removeTenantDomain",
+    tag = "admin",
+    summary = "Remove a custom domain",
+    description = "Audited.",
+    params(("slug" = String, Path, description = "The tenant's slug."), ("domain" = String, Path, description = "The domain (any case, trailing dot allowed).")),
+    security(("bearerAuth" = ["super_admin"])),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 404, description = "- `tenant_not_found`: no tenant has this slug.\n- `domain_not_found`: the tenant has no such domain.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "- `validation_failed`: `domain` is not a domain name.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "- `registry_unavailable`: the tenant registry cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 async fn remove_domain(
     State(state): State<ApiState>,
     admin: SuperAdmin,
