@@ -464,7 +464,58 @@ async fn metadata_keys_are_limited_by_characters_not_bytes() {
     .await;
 }
 
+#[tokio::test]
+async fn metadata_keys_with_control_characters_and_oversized_bodies_are_refused() {
+    bounded("metadata_control_and_size", async {
+        let (api, db) = start("cus_meta_ctl").await;
+        let c = Caller::new(&api);
+        let r = send(
+            c.tenant(Method::POST, "/v1/customers", "bank1")
+                .json(&json!({ "name": "K", "metadata": { "a\u{7}b": "v" } })),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert_eq!(
+            r.body["errors"][0]["field"], "metadata.a\u{7}b",
+            "{}",
+            r.body
+        );
+        // A body over the 2 MiB limit is 413, in the API's error shape.
+        let big = json!({ "name": "K", "metadata": { "x": "y".repeat(3 << 20) } });
+        let r = send(c.tenant(Method::POST, "/v1/customers", "bank1").json(&big)).await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+        assert_eq!(r.body["code"], "payload_too_large", "{}", r.body);
+        assert_eq!(stored_count(&db).await, 0);
+    })
+    .await;
+}
+
 // ----- list -----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_list_names_unknown_parameters_and_a_bad_cursor() {
+    bounded("list_parameters", async {
+        let (api, _db) = start("cus_list_params").await;
+        let c = Caller::new(&api);
+        for (query, field) in [
+            ("?colour=red", "colour"),
+            ("?starting_after=nope", "starting_after"),
+            ("?starting_after=cus_zz", "starting_after"),
+        ] {
+            let r = send(c.tenant(Method::GET, &format!("/v1/customers{query}"), "bank1")).await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{query}: {}",
+                r.body
+            );
+            assert_eq!(r.body["errors"][0]["field"], field, "{query}: {}", r.body);
+        }
+        c.list("bank1", "?starting_after=cus_000000000000000000000000")
+            .await;
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn the_list_is_newest_first_and_pages_exactly() {

@@ -56,6 +56,14 @@ fn problem(rejection: JsonRejection) -> Problem {
             Problem::validation(vec![FieldError::new(field, message)])
         }
         JsonRejection::JsonSyntaxError(e) => Problem::bad_request("invalid_json", e.body_text()),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                "the body is larger than the API accepts (2 MiB)",
+            )
+        }
         JsonRejection::MissingJsonContentType(_) => Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",

@@ -15,7 +15,7 @@
 //!   requirement without the anonymous alternative adds `401 authentication_required`; role
 //!   names in the requirement (OpenAPI 3.1 allows them for non-OAuth schemes) add
 //!   `403 role_required`.
-//! - **JSON bodies** get the body extractor's errors (`400`, `415`, `422`); **path
+//! - **JSON bodies** get the body extractor's errors (`400`, `413`, `415`, `422`); **path
 //!   parameters** the path extractor's (`400 bad_request`).
 //! - **Every response** carries `X-Request-Id`; every operation accepts one.
 //!
@@ -451,11 +451,13 @@ fn decorate_operation(op: &mut Map<String, Value>, tenant_selector: &mut Option<
             "400",
             &[
                 ("invalid_json", "the body is not well-formed JSON"),
-                (
-                    "invalid_body",
-                    "the body could not be read (for example larger than 2 MiB)",
-                ),
+                ("invalid_body", "the body could not be read"),
             ],
+        );
+        add_errors(
+            responses,
+            "413",
+            &[("payload_too_large", "the body is larger than 2 MiB")],
         );
         add_errors(
             responses,

@@ -111,10 +111,14 @@ fn metadata(v: &Value, errors: &mut Vec<FieldError>) -> Option<Document> {
     let mut out = Document::new();
     for (k, v) in m {
         let field = format!("metadata.{k}");
-        if !(1..=40).contains(&k.chars().count()) || k.starts_with('$') || k.contains('.') {
+        if !(1..=40).contains(&k.chars().count())
+            || k.starts_with('$')
+            || k.contains('.')
+            || k.chars().any(char::is_control)
+        {
             errors.push(FieldError::new(
                 field,
-                "keys are 1 to 40 characters, without '$' at the start or '.'",
+                "keys are 1 to 40 characters, without '$' at the start, '.' or control characters",
             ));
         } else if let Some(s) = text(v, &field, 500, errors) {
             out.insert(k.clone(), s);
@@ -181,6 +185,12 @@ async fn find(db: &ScopedDb, id: &str, deleted: bool) -> Result<Option<Document>
         .cloned())
 }
 
+/// `cus_` and a 24-digit hex ObjectId, as [`create`] makes them.
+fn is_customer_id(s: &str) -> bool {
+    s.strip_prefix("cus_")
+        .is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 fn include_deleted(q: &HashMap<String, String>) -> Result<bool, Problem> {
     match q.get("include_deleted").map(String::as_str) {
         None | Some("false") => Ok(false),
@@ -244,7 +254,7 @@ async fn create(db: TenantDb, Json(body): Json<Map<String, Value>>) -> Result<Re
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "A page of customers.", body = CustomerList),
-        (status = 422, description = "- `validation_failed`: `limit` or `include_deleted` is invalid.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "- `validation_failed`: `limit`, `starting_after` or `include_deleted` is invalid, or a parameter is unknown; `errors` names each one.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "- `database_unavailable`: the database cannot be reached; retry.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
@@ -252,6 +262,22 @@ async fn list(
     db: TenantDb,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<CustomerList>, Problem> {
+    let unknown: Vec<FieldError> = q
+        .keys()
+        .filter(|k| !matches!(k.as_str(), "limit" | "starting_after" | "include_deleted"))
+        .map(|k| FieldError::new(k.as_str(), "is not a customer list parameter"))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Problem::validation(unknown));
+    }
+    if let Some(after) = q.get("starting_after")
+        && !is_customer_id(after)
+    {
+        return Err(Problem::validation(vec![FieldError::new(
+            "starting_after",
+            "must be a customer id",
+        )]));
+    }
     let deleted = include_deleted(&q)?;
     let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
         None => 10,
