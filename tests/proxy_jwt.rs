@@ -144,3 +144,92 @@ async fn plain_needs_tls_unless_allowed() {
     );
     proxy.stop().await;
 }
+
+/// A token with `sub` `shared` for `tenant`.
+fn token_with_sub(tenant: &str, sub: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let claims = serde_json::json!({ "sub": sub, "tenantId": tenant, "iss": "https://idp.test", "exp": now + 600 });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token encodes")
+}
+
+fn plain(token: String) -> Credential {
+    Credential::builder()
+        .mechanism(AuthMechanism::Plain)
+        .username("_".to_owned())
+        .password(token)
+        .source("$external".to_owned())
+        .build()
+}
+
+/// Cursor ownership is keyed on the tenant as well as the principal's name: two tenants whose
+/// identity providers issue the same `sub` (both principals are `jwt:svc`) must not continue,
+/// or kill, each other's cursors.
+#[tokio::test]
+async fn the_same_sub_in_two_tenants_does_not_share_cursors() {
+    let db = common::fresh_db_name("proxy_jwt_sub");
+    let proxy = common::TestProxy::start(&config(&db, true)).await;
+    let bank1 = client(proxy.addr, plain(token_with_sub("bank1", "svc"))).await;
+    let bank2 = client(proxy.addr, plain(token_with_sub("bank2", "svc"))).await;
+    let coll = bank1.database(&db).collection::<bson::Document>("payments");
+    let docs: Vec<bson::Document> = (0..10)
+        .map(|i| doc! { "n": i, "secret": "bank1" })
+        .collect();
+    coll.insert_many(docs).await.expect("bank1 inserts");
+    let first = bank1
+        .database(&db)
+        .run_command(doc! { "find": "payments", "batchSize": 2 })
+        .await
+        .expect("bank1 opens a cursor");
+    let id = first
+        .get_document("cursor")
+        .and_then(|c| c.get_i64("id"))
+        .expect("a cursor id");
+    assert_ne!(id, 0, "the cursor stays open");
+    let stolen = bank2
+        .database(&db)
+        .run_command(doc! { "getMore": id, "collection": "payments" })
+        .await;
+    let message = format!("{stolen:?}");
+    assert!(stolen.is_err(), "bank2 continued bank1's cursor: {message}");
+    assert!(
+        message.contains("CursorNotFound") || message.contains("43"),
+        "{message}"
+    );
+    // killCursors for a cursor bank2 does not own: refused (43) or nothing killed.
+    match bank2
+        .database(&db)
+        .run_command(doc! { "killCursors": "payments", "cursors": [id] })
+        .await
+    {
+        Ok(reply) => {
+            let killed = reply
+                .get_array("cursorsKilled")
+                .map(|a| a.len())
+                .unwrap_or(0);
+            assert_eq!(killed, 0, "bank2 killed bank1's cursor: {reply}");
+        }
+        Err(e) => assert!(format!("{e:?}").contains("CursorNotFound"), "{e:?}"),
+    }
+    // The owner still can.
+    let more = bank1
+        .database(&db)
+        .run_command(doc! { "getMore": id, "collection": "payments" })
+        .await
+        .expect("bank1 continues its own cursor");
+    assert!(more.get_document("cursor").is_ok());
+    common::mongo_client()
+        .await
+        .database(&db)
+        .drop()
+        .await
+        .expect("cleanup");
+    proxy.stop().await;
+}

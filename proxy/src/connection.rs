@@ -751,7 +751,7 @@ impl Client {
             {
                 for item in elements(list).flatten() {
                     if let Some(id) = item.as_document().and_then(id_of) {
-                        self.shared.sessions.end(&id, &principal.name);
+                        self.shared.sessions.end(&id, &owner_key(principal));
                     }
                 }
             }
@@ -759,7 +759,7 @@ impl Client {
         }
         match get(body, "lsid") {
             Ok(Some(e)) => match e.as_document().and_then(id_of) {
-                Some(id) => self.shared.sessions.claim(&id, &principal.name),
+                Some(id) => self.shared.sessions.claim(&id, &owner_key(principal)),
                 None => true,
             },
             _ => true,
@@ -806,7 +806,7 @@ impl Client {
             _ => return None,
         };
         for id in ids {
-            if !self.shared.cursors.owns(id, &principal.name) {
+            if !self.shared.cursors.owns(id, &owner_key(principal)) {
                 self.audit_cursor(principal, db, name, id);
                 return Some(error_body(
                     code::CURSOR_NOT_FOUND,
@@ -871,7 +871,7 @@ impl Client {
                         .and_then(|e| e.as_str())
                         .unwrap_or("")
                         .to_owned();
-                    self.shared.cursors.open(id, &principal.name);
+                    self.shared.cursors.open(id, &owner_key(principal));
                     self.opened.insert(id, ns);
                 }
             }
@@ -884,7 +884,7 @@ impl Client {
             return;
         };
         for (id, ns) in std::mem::take(&mut self.opened) {
-            if !self.shared.cursors.owns(id, &principal.name) {
+            if !self.shared.cursors.owns(id, &owner_key(&principal)) {
                 continue;
             }
             self.shared.cursors.close(id);
@@ -912,4 +912,16 @@ fn sasl_reply(done: bool, payload: &[u8]) -> RawDocumentBuf {
         "payload": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: payload.to_vec() },
         "ok": 1.0,
     }
+}
+
+/// Who owns a cursor or a session: the principal's name *and* its tenant. A name alone is not
+/// unique across tenants — JWT principals are named `jwt:<sub>`, and two identity providers'
+/// tokens (or two tokens without `sub`) can share one — so two tenants must never be able to
+/// pass as the same owner.
+fn owner_key(principal: &Principal) -> String {
+    format!(
+        "{}\u{0}{}",
+        principal.tenant.as_ref().map_or("", |t| t.as_str()),
+        principal.name
+    )
 }
