@@ -44,6 +44,9 @@ struct Client {
     peer: SocketAddr,
     shared: Arc<Shared>,
     principal: Option<Principal>,
+    /// [`owner_key`] of `principal`, made once at login: the owner of the cursors and sessions
+    /// this connection opens (checked on every command carrying an `lsid`).
+    owner: String,
     sasl: Option<Sasl>,
     compression: Vec<Compressor>,
     /// Cursors this connection opened and their namespace (`db.coll`), killed on close.
@@ -85,6 +88,7 @@ pub(crate) async fn run<S>(
         peer,
         shared,
         principal: None,
+        owner: String::new(),
         sasl: None,
         compression: Vec::new(),
         opened: HashMap::new(),
@@ -228,6 +232,7 @@ impl Client {
             "logout" => {
                 self.release_slot();
                 self.principal = None;
+                self.owner.clear();
                 Some((rawdoc! { "ok": 1.0 }, true))
             }
             "authenticate" => Some((
@@ -523,6 +528,7 @@ impl Client {
             "authenticated"
         );
         self.shared.failures.clear(self.peer.ip());
+        self.owner = owner_key(&principal);
         self.principal = Some(principal);
     }
 
@@ -616,7 +622,7 @@ impl Client {
         let reply_body = match outcome.decision {
             Decision::Reject(r) => r.error_reply(),
             Decision::Reply(body) => body,
-            Decision::Forward(_) if !self.claim_sessions(&principal, op.body().as_raw(), name) => {
+            Decision::Forward(_) if !self.claim_sessions(op.body().as_raw(), name) => {
                 let db = op.database().unwrap_or("").to_owned();
                 let record = AuditRecord {
                     kind: AuditKind::Rejection,
@@ -695,7 +701,7 @@ impl Client {
                         Ok(reply) => match reply.payload {
                             Payload::Msg(m) => {
                                 let body = m.body().as_raw();
-                                self.track_cursors(&principal, &request_body, body, name);
+                                self.track_cursors(&request_body, body, name);
                                 match tenantgate_policy::reply::reshape(fwd.reply, body) {
                                     Some(shaped) => shaped,
                                     None => {
@@ -740,7 +746,7 @@ impl Client {
 
     /// Claims the command's `lsid` (and, for `endSessions`, releases the listed ones). `false`
     /// when the session belongs to another principal.
-    fn claim_sessions(&self, principal: &Principal, body: &bson::RawDocument, name: &str) -> bool {
+    fn claim_sessions(&self, body: &bson::RawDocument, name: &str) -> bool {
         let id_of = |doc: &bson::RawDocument| match get(doc, "id") {
             Ok(Some(e)) if e.element_type() == 0x05 => binary_payload(e.value_bytes()),
             _ => None,
@@ -751,7 +757,7 @@ impl Client {
             {
                 for item in elements(list).flatten() {
                     if let Some(id) = item.as_document().and_then(id_of) {
-                        self.shared.sessions.end(&id, &owner_key(principal));
+                        self.shared.sessions.end(&id, &self.owner);
                     }
                 }
             }
@@ -759,7 +765,7 @@ impl Client {
         }
         match get(body, "lsid") {
             Ok(Some(e)) => match e.as_document().and_then(id_of) {
-                Some(id) => self.shared.sessions.claim(&id, &owner_key(principal)),
+                Some(id) => self.shared.sessions.claim(&id, &self.owner),
                 None => true,
             },
             _ => true,
@@ -806,7 +812,7 @@ impl Client {
             _ => return None,
         };
         for id in ids {
-            if !self.shared.cursors.owns(id, &owner_key(principal)) {
+            if !self.shared.cursors.owns(id, &self.owner) {
                 self.audit_cursor(principal, db, name, id);
                 return Some(error_body(
                     code::CURSOR_NOT_FOUND,
@@ -820,7 +826,6 @@ impl Client {
 
     fn track_cursors(
         &mut self,
-        principal: &Principal,
         request: &bson::RawDocument,
         reply: &bson::RawDocument,
         name: &str,
@@ -871,7 +876,7 @@ impl Client {
                         .and_then(|e| e.as_str())
                         .unwrap_or("")
                         .to_owned();
-                    self.shared.cursors.open(id, &owner_key(principal));
+                    self.shared.cursors.open(id, &self.owner);
                     self.opened.insert(id, ns);
                 }
             }
@@ -880,11 +885,11 @@ impl Client {
 
     /// Kills the live cursors this connection opened.
     async fn close(&mut self) {
-        let Some(principal) = self.principal.clone() else {
+        if self.principal.is_none() {
             return;
-        };
+        }
         for (id, ns) in std::mem::take(&mut self.opened) {
-            if !self.shared.cursors.owns(id, &owner_key(&principal)) {
+            if !self.shared.cursors.owns(id, &self.owner) {
                 continue;
             }
             self.shared.cursors.close(id);
