@@ -15,6 +15,7 @@ pub mod extract;
 pub mod guard;
 pub mod limits;
 pub mod openapi;
+pub mod paging;
 pub mod payments;
 pub mod problem;
 pub mod request_id;

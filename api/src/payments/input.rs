@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use crate::currency::minor_units;
+use crate::paging::{IdKind, Page};
 use crate::problem::{FieldError, Problem};
 
 /// The largest amount, in minor units (a 12-digit figure: 999,999,999.99 in a 2-digit currency).
@@ -167,25 +168,12 @@ pub fn list_query(q: &HashMap<String, String>) -> Result<ListQuery, Problem> {
         limit: 10,
         ..ListQuery::default()
     };
+    let mut page = Page::new(out.limit);
     for (k, v) in q {
+        if page.take(k, v, PAYMENT_IDS, &mut errors) {
+            continue;
+        }
         match k.as_str() {
-            "limit" => match v.parse::<i64>() {
-                Ok(n) if (1..=100).contains(&n) => out.limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    "must be a whole number from 1 to 100",
-                )),
-            },
-            "starting_after" => {
-                if v.starts_with("pay_")
-                    && v.len() == 28
-                    && v[4..].bytes().all(|b| b.is_ascii_hexdigit())
-                {
-                    out.starting_after = Some(v.clone());
-                } else {
-                    errors.push(FieldError::new("starting_after", "must be a payment id"));
-                }
-            }
             "status" => {
                 if super::Status::parse(v).is_some() {
                     out.status = Some(v.clone());
@@ -212,12 +200,20 @@ pub fn list_query(q: &HashMap<String, String>) -> Result<ListQuery, Problem> {
             other => errors.push(FieldError::new(other, "is not a list parameter")),
         }
     }
+    out.limit = page.limit;
+    out.starting_after = page.starting_after;
     if errors.is_empty() {
         Ok(out)
     } else {
         Err(Problem::validation(errors))
     }
 }
+
+/// Payment ids as a list cursor.
+const PAYMENT_IDS: IdKind = IdKind {
+    prefix: "pay_",
+    message: "must be a payment id",
+};
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,7 @@ use crate::openapi::params::{AuditFilter, AuditPage};
 use crate::openapi::schemas::{
     AuditEventList, AuditSummary, AuditSummaryRow, ListObject, Problem as ProblemBody,
 };
+use crate::paging::{IdKind, Page};
 use crate::problem::{FieldError, Problem};
 use crate::state::ApiState;
 
@@ -174,27 +175,20 @@ async fn events(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
     auditor(&parts)?;
+    let mut page = Page::new(50);
+    let mut errors = Vec::new();
+    for (k, v) in &q {
+        page.take(k, v, EVENT_IDS, &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
     let mut f = filter(&q, &["limit", "starting_after"])?;
-    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
-        None => 50,
-        Some(Ok(n)) if (1..=100).contains(&n) => n,
-        _ => {
-            return Err(Problem::validation(vec![FieldError::new(
-                "limit",
-                "must be a whole number from 1 to 100",
-            )]));
-        }
-    };
-    if let Some(after) = q.get("starting_after") {
-        let id = after
-            .strip_prefix("evt_")
-            .and_then(|h| ObjectId::parse_str(h).ok())
-            .ok_or_else(|| {
-                Problem::validation(vec![FieldError::new(
-                    "starting_after",
-                    "must be an event id",
-                )])
-            })?;
+    let limit = page.limit;
+    if let Some(after) = &page.starting_after {
+        // Checked by `Page`: `evt_` and 24 hex digits.
+        let id = ObjectId::parse_str(&after[EVENT_IDS.prefix.len()..])
+            .map_err(|e| Problem::internal(&e))?;
         f.insert("_id", doc! { "$lt": id });
     }
     let reply = run(
@@ -211,6 +205,12 @@ async fn events(
         "has_more": has_more,
     })))
 }
+
+/// Event ids as a list cursor: `evt_` and the stored ObjectId.
+const EVENT_IDS: IdKind = IdKind {
+    prefix: "evt_",
+    message: "must be an event id",
+};
 
 /// The most (day, tenant, rule, kind) groups one summary returns.
 const SUMMARY_GROUPS: i32 = 10_000;

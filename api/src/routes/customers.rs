@@ -24,6 +24,7 @@ use crate::openapi::schemas::{
     Customer, CustomerDeletion, CustomerHardDeleted, CustomerList, CustomerObject, CustomerUpdate,
     ListObject, NewCustomer, Problem as ProblemBody,
 };
+use crate::paging::{IdKind, Page};
 use crate::payments::{rfc3339, string_map};
 use crate::problem::{FieldError, Problem};
 use crate::state::ApiState;
@@ -185,11 +186,11 @@ async fn find(db: &ScopedDb, id: &str, deleted: bool) -> Result<Option<Document>
         .cloned())
 }
 
-/// `cus_` and a 24-digit hex ObjectId, as [`create`] makes them.
-fn is_customer_id(s: &str) -> bool {
-    s.strip_prefix("cus_")
-        .is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-}
+/// Customer ids as a list cursor (`cus_` and an ObjectId, as [`create`] makes them).
+const CUSTOMER_IDS: IdKind = IdKind {
+    prefix: "cus_",
+    message: "must be a customer id",
+};
 
 fn include_deleted(q: &HashMap<String, String>) -> Result<bool, Problem> {
     match q.get("include_deleted").map(String::as_str) {
@@ -262,35 +263,23 @@ async fn list(
     db: TenantDb,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<CustomerList>, Problem> {
-    let unknown: Vec<FieldError> = q
-        .keys()
-        .filter(|k| !matches!(k.as_str(), "limit" | "starting_after" | "include_deleted"))
-        .map(|k| FieldError::new(k.as_str(), "is not a customer list parameter"))
-        .collect();
-    if !unknown.is_empty() {
-        return Err(Problem::validation(unknown));
+    let mut errors = Vec::new();
+    let mut page = Page::new(10);
+    for (k, v) in &q {
+        if !page.take(k, v, CUSTOMER_IDS, &mut errors) && k != "include_deleted" {
+            errors.push(FieldError::new(
+                k.as_str(),
+                "is not a customer list parameter",
+            ));
+        }
     }
-    if let Some(after) = q.get("starting_after")
-        && !is_customer_id(after)
-    {
-        return Err(Problem::validation(vec![FieldError::new(
-            "starting_after",
-            "must be a customer id",
-        )]));
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
     }
     let deleted = include_deleted(&q)?;
-    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
-        None => 10,
-        Some(Ok(n)) if (1..=100).contains(&n) => n,
-        _ => {
-            return Err(Problem::validation(vec![FieldError::new(
-                "limit",
-                "must be a whole number from 1 to 100",
-            )]));
-        }
-    };
+    let limit = page.limit;
     let mut filter = Document::new();
-    if let Some(after) = q.get("starting_after") {
+    if let Some(after) = &page.starting_after {
         filter.insert("_id", doc! { "$lt": after.as_str() });
     }
     let mut cmd = doc! {
