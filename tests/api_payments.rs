@@ -1696,3 +1696,34 @@ async fn a_refund_is_always_whole_and_refuses_a_partial_amount() {
     })
     .await;
 }
+
+/// A record written before records carried `startedAt` and `paymentId` (only `createdAt`),
+/// left `started` by an attempt that stopped, is taken over like any other stale one.
+#[tokio::test]
+async fn a_stale_record_from_before_payment_ids_is_taken_over() {
+    bounded("resume_legacy", async {
+        let bench = Bench::start("pay_resume_legacy").await;
+        bench.wait_for_idempotency_index().await;
+        let b = body(7171);
+        let keys: mongodb::Collection<Document> = mongo_client()
+            .await
+            .database(&bench.db)
+            .collection("idempotency_keys");
+        let old = bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() - 600_000);
+        keys.insert_one(doc! {
+            "tenantId": "bank1", "key": "legacy", "requestHash": fingerprint(&b),
+            "state": "started", "createdAt": old,
+        })
+        .await
+        .expect("the legacy record is planted");
+        let r = bench.create("bank1", &b, Some("legacy")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(
+            bench.stored_matching(doc! { "amount": 7171 }).await.len(),
+            1
+        );
+        let again = bench.create("bank1", &b, Some("legacy")).await;
+        assert_eq!(again.id(), r.id(), "the key now replays");
+    })
+    .await;
+}

@@ -112,17 +112,21 @@ pub async fn claim(db: &ScopedDb, key: &str, hash: &str, new_id: &str) -> Result
                 return Ok(replay(&existing));
             }
             // Started: still running, or stopped part way. Past STALE_SECS, take it over.
-            let started = existing
-                .get_datetime("startedAt")
-                .or_else(|_| existing.get_datetime("createdAt"))
-                .copied()
-                .unwrap_or(now);
+            // Records written before `startedAt` existed carry only `createdAt`; the takeover
+            // below must match on the field the time was read from.
+            let (field, started) = match existing.get_datetime("startedAt") {
+                Ok(t) => ("startedAt", *t),
+                Err(_) => (
+                    "createdAt",
+                    existing.get_datetime("createdAt").copied().unwrap_or(now),
+                ),
+            };
             if now.timestamp_millis() - started.timestamp_millis() < STALE_SECS * 1000 {
                 return Ok(Claim::InProgress);
             }
             let taken = keys
                 .update_one(
-                    doc! { "key": key, "state": "started", "startedAt": started },
+                    doc! { "key": key, "state": "started", field: started },
                     doc! { "$set": { "startedAt": now } },
                     false,
                 )

@@ -64,8 +64,8 @@ pub fn new_id() -> String {
 }
 
 /// What the simulated processor decides for a new payment.
-pub fn settle(metadata: &Map<String, Value>) -> Status {
-    match metadata.get("simulate").and_then(Value::as_str) {
+pub fn settle(simulate: Option<&str>) -> Status {
+    match simulate {
         Some("decline") => Status::Failed,
         _ => Status::Succeeded,
     }

@@ -242,12 +242,8 @@ async fn insert_and_settle(
     payment: &input::NewPayment,
     id: &str,
 ) -> Result<Value, Failure> {
-    let metadata: Map<String, Value> = payment
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let status = payments::settle(&metadata);
+    let simulate = payment.metadata.iter().find(|(k, _)| k == "simulate");
+    let status = payments::settle(simulate.map(|(_, v)| v.as_str()));
     let payments = db.collection(COLLECTION);
     if let Err(e) = payments
         .insert_one(payments::document(id, payment, Status::Pending))
@@ -304,15 +300,11 @@ async fn settle_existing(db: &TenantDb, id: &str) -> Result<Option<Value>, DbErr
     if found.get_str("status").ok() != Some(Status::Pending.as_str()) {
         return to_value(payments::view(&found, db.policy())).map(Some);
     }
-    let metadata: Map<String, Value> = found
+    let simulate = found
         .get_document("metadata")
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), Value::String(s.to_owned()))))
-                .collect()
-        })
-        .unwrap_or_default();
-    settle(db, id, payments::settle(&metadata)).await.map(Some)
+        .ok()
+        .and_then(|m| m.get_str("simulate").ok());
+    settle(db, id, payments::settle(simulate)).await.map(Some)
 }
 
 #[utoipa::path(
