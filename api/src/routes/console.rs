@@ -24,48 +24,29 @@ struct Asset {
     body: &'static str,
 }
 
+/// One embedded file of `api/console/`, by name and content type.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_str!(concat!("../../console/", $name)),
+        }
+    };
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
 /// Every file of the console, embedded at compile time from `api/console/`.
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "index.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_str!("../../console/index.html"),
-    },
-    Asset {
-        name: "style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("../../console/style.css"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/app.js"),
-    },
-    Asset {
-        name: "api.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/api.js"),
-    },
-    Asset {
-        name: "chart.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/chart.js"),
-    },
-    Asset {
-        name: "money.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/money.js"),
-    },
-    Asset {
-        name: "pages.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/pages.js"),
-    },
-    Asset {
-        name: "favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_str!("../../console/favicon.svg"),
-    },
+    asset!("index.html", "text/html; charset=utf-8"),
+    asset!("style.css", "text/css; charset=utf-8"),
+    asset!("app.js", JS),
+    asset!("api.js", JS),
+    asset!("chart.js", JS),
+    asset!("money.js", JS),
+    asset!("pages.js", JS),
+    asset!("favicon.svg", "image/svg+xml"),
 ];
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \

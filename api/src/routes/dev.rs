@@ -144,9 +144,10 @@ pub(crate) async fn mint(
     )
     .map_err(|e| Problem::internal(&e))?;
     tracing::warn!(sub = %claims["sub"], tenant = ?req.tenant_id, "dev mode: minted a token");
-    let expires_at = bson::DateTime::from_millis(i64::try_from(exp).unwrap_or(i64::MAX) * 1000)
-        .try_to_rfc3339_string()
-        .unwrap_or_default();
+    let expires_at =
+        bson::DateTime::from_millis(i64::try_from(exp.saturating_mul(1000)).unwrap_or(i64::MAX))
+            .try_to_rfc3339_string()
+            .unwrap_or_default();
     Ok((
         StatusCode::CREATED,
         Json(DevToken {
