@@ -149,7 +149,7 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
         |rule: Rule, kind: AuditKind, message: String, tenant: Option<&str>| AuditRecord {
             kind,
             rule,
-            principal: ctx.principal.name.clone(),
+            principal: crate::audit::clip(&ctx.principal.name).into_owned(),
             tenant: tenant.map(str::to_owned),
             database: body
                 .get_str("$db")

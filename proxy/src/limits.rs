@@ -3,9 +3,10 @@
 //! Three limits per tenant: client connections, commands in flight, and commands per second
 //! (a token bucket with a one-second burst). Excess gets MongoDB's own retryable overload error
 //! (`IngressRequestRateLimitExceeded`, 462, labelled `SystemOverloadedError` and
-//! `RetryableError`) at once — never a hang. The limiter is in-process; with several proxy
-//! instances each enforces its share (a Redis-backed limiter shared by instances comes with the
-//! rate-limiting issue).
+//! `RetryableError`) at once — never a hang. Connections and commands in flight are counted
+//! here, per process: with several proxy instances each enforces the whole limit. Commands per
+//! second are counted in one window per tenant shared by every instance when `[redis]` answers
+//! (`crate::ratelimit`, group `proxy_commands`), and by this token bucket otherwise.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
