@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::sessions::Claim;
 use bson::{RawDocumentBuf, rawdoc};
 use bytes::BytesMut;
 use tenantgate_policy::{AuditKind, AuditRecord, Context, Decision, Principal, Rule, decide};
@@ -622,8 +623,22 @@ impl Client {
         let reply_body = match outcome.decision {
             Decision::Reject(r) => r.error_reply(),
             Decision::Reply(body) => body,
-            Decision::Forward(_) if !self.claim_sessions(op.body().as_raw(), name) => {
+            Decision::Forward(_)
+                if let Some(refusal) = self.claim_sessions(op.body().as_raw(), name) =>
+            {
                 let db = op.database().unwrap_or("").to_owned();
+                let (message, code, code_name) = match refusal {
+                    Claim::Full => (
+                        "too many live sessions: end unused sessions and retry",
+                        code::TOO_MANY_LOGICAL_SESSIONS,
+                        "TooManyLogicalSessions",
+                    ),
+                    _ => (
+                        "the session id belongs to another principal",
+                        code::UNAUTHORIZED,
+                        "Unauthorized",
+                    ),
+                };
                 let record = AuditRecord {
                     kind: AuditKind::Rejection,
                     rule: Rule::CommandNotAllowed,
@@ -632,15 +647,11 @@ impl Client {
                     database: Some(db),
                     collection: None,
                     command: name.to_owned(),
-                    message: "the session id belongs to another principal".into(),
+                    message: message.into(),
                     shape: bson::doc! { name: "<redacted>", "lsid": { "id": "<binData>" } },
                 };
                 self.shared.audit.record(&record, self.peer, self.id);
-                error_body(
-                    code::UNAUTHORIZED,
-                    "Unauthorized",
-                    "tenantgate: the session id belongs to another principal",
-                )
+                error_body(code, code_name, &format!("tenantgate: {message}"))
             }
             Decision::Forward(fwd) => {
                 let db = op.database().unwrap_or("").to_owned();
@@ -746,7 +757,8 @@ impl Client {
 
     /// Claims the command's `lsid` (and, for `endSessions`, releases the listed ones). `false`
     /// when the session belongs to another principal.
-    fn claim_sessions(&self, body: &bson::RawDocument, name: &str) -> bool {
+    /// Claims the command's session for this connection's owner; `Some` says why not.
+    fn claim_sessions(&self, body: &bson::RawDocument, name: &str) -> Option<Claim> {
         let id_of = |doc: &bson::RawDocument| match get(doc, "id") {
             Ok(Some(e)) if e.element_type() == 0x05 => binary_payload(e.value_bytes()),
             _ => None,
@@ -761,14 +773,15 @@ impl Client {
                     }
                 }
             }
-            return true;
+            return None;
         }
-        match get(body, "lsid") {
-            Ok(Some(e)) => match e.as_document().and_then(id_of) {
-                Some(id) => self.shared.sessions.claim(&id, &self.owner),
-                None => true,
-            },
-            _ => true,
+        let id = get(body, "lsid")
+            .ok()
+            .flatten()
+            .and_then(|e| e.as_document().and_then(id_of))?;
+        match self.shared.sessions.claim(&id, &self.owner) {
+            Claim::Owned => None,
+            refused => Some(refused),
         }
     }
 

@@ -7,6 +7,8 @@ use tenantgate_wire::{Message, OpMsg, OpReply, Payload, RawDoc, ReplyFlags};
 pub mod code {
     /// `Unauthorized`: policy rejections and commands before authentication.
     pub const UNAUTHORIZED: i32 = 13;
+    /// `TooManyLogicalSessions`: the session table is full of live sessions.
+    pub const TOO_MANY_LOGICAL_SESSIONS: i32 = 261;
     /// `AuthenticationFailed`.
     pub const AUTHENTICATION_FAILED: i32 = 18;
     /// `CursorNotFound`: getMore / killCursors on a cursor the principal does not own.
