@@ -1,7 +1,7 @@
 //! The `tenantgate` binary: a thin command-line wrapper around the workspace crates.
 //!
 //! `serve` runs the proxy and the HTTP API from a config file; `wire decode` prints captured
-//! wire traffic for engineers.
+//! wire traffic for engineers; `tenant export|import|verify` moves one tenant's data.
 
 mod cli;
 
@@ -27,6 +27,9 @@ enum Command {
     /// Inspect MongoDB wire-protocol frames.
     #[command(subcommand)]
     Wire(cli::wire::WireCommand),
+    /// Export, import and verify one tenant's data (moving a tenant between upstreams).
+    #[command(subcommand)]
+    Tenant(cli::tenant::TenantCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,6 +37,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Wire(cmd) => cli::wire::run(cmd),
+        Command::Tenant(cmd) => cli::tenant::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
