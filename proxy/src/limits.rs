@@ -78,20 +78,21 @@ impl Exceeded {
 /// The limiter shared by all connections.
 #[derive(Debug, Default)]
 pub struct Limiter {
-    tenants: Mutex<HashMap<String, TenantState>>,
+    /// Keyed by `Arc<str>` so a permit names its tenant with a reference count, not a copy.
+    tenants: Mutex<HashMap<Arc<str>, TenantState>>,
 }
 
 /// A held connection slot, released on drop.
 #[derive(Debug)]
 pub struct ConnectionSlot {
     limiter: Arc<Limiter>,
-    tenant: String,
+    tenant: Arc<str>,
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         if let Ok(mut m) = self.limiter.tenants.lock()
-            && let Some(s) = m.get_mut(&self.tenant)
+            && let Some(s) = m.get_mut(&*self.tenant)
         {
             s.connections = s.connections.saturating_sub(1);
         }
@@ -102,13 +103,13 @@ impl Drop for ConnectionSlot {
 #[derive(Debug)]
 pub struct CommandPermit {
     limiter: Arc<Limiter>,
-    tenant: String,
+    tenant: Arc<str>,
 }
 
 impl Drop for CommandPermit {
     fn drop(&mut self) {
         if let Ok(mut m) = self.limiter.tenants.lock()
-            && let Some(s) = m.get_mut(&self.tenant)
+            && let Some(s) = m.get_mut(&*self.tenant)
         {
             s.in_flight = s.in_flight.saturating_sub(1);
         }
@@ -122,28 +123,37 @@ impl Limiter {
             .lock()
             .map(|m| {
                 m.iter()
-                    .map(|(t, s)| (t.clone(), s.connections, s.in_flight))
+                    .map(|(t, s)| (t.to_string(), s.connections, s.in_flight))
                     .collect()
             })
             .unwrap_or_default()
     }
 
+    /// Runs `f` on `tenant`'s state (created on first use) and returns its result with the
+    /// shared key.
     fn with<T>(
         &self,
         tenant: &str,
         limits: TierLimits,
         f: impl FnOnce(&mut TenantState) -> T,
-    ) -> Option<T> {
+    ) -> Option<(T, Arc<str>)> {
         let mut m = self.tenants.lock().ok()?;
-        let s = m.entry(tenant.to_owned()).or_insert_with(|| TenantState {
-            limits,
-            connections: 0,
-            in_flight: 0,
-            tokens: f64::from(limits.commands_per_second),
-            refilled: Instant::now(),
-        });
+        if !m.contains_key(tenant) {
+            m.insert(
+                Arc::from(tenant),
+                TenantState {
+                    limits,
+                    connections: 0,
+                    in_flight: 0,
+                    tokens: f64::from(limits.commands_per_second),
+                    refilled: Instant::now(),
+                },
+            );
+        }
+        let key = m.get_key_value(tenant)?.0.clone();
+        let s = m.get_mut(tenant)?;
         s.limits = limits;
-        Some(f(s))
+        Some((f(s), key))
     }
 
     /// Takes a connection slot for `tenant`.
@@ -152,23 +162,19 @@ impl Limiter {
         tenant: &str,
         limits: TierLimits,
     ) -> Result<ConnectionSlot, Exceeded> {
-        let ok = self
-            .with(tenant, limits, |s| {
-                if s.connections >= s.limits.connections {
-                    false
-                } else {
-                    s.connections += 1;
-                    true
-                }
-            })
-            .unwrap_or(false);
-        if ok {
-            Ok(ConnectionSlot {
+        match self.with(tenant, limits, |s| {
+            if s.connections >= s.limits.connections {
+                false
+            } else {
+                s.connections += 1;
+                true
+            }
+        }) {
+            Some((true, tenant)) => Ok(ConnectionSlot {
                 limiter: self.clone(),
-                tenant: tenant.to_owned(),
-            })
-        } else {
-            Err(Exceeded::Connections)
+                tenant,
+            }),
+            _ => Err(Exceeded::Connections),
         }
     }
 
@@ -197,7 +203,7 @@ impl Limiter {
         limits: TierLimits,
         check_rate: bool,
     ) -> Result<CommandPermit, Exceeded> {
-        let outcome = self
+        let (outcome, tenant) = self
             .with(tenant, limits, |s| {
                 let now = Instant::now();
                 let rate = f64::from(s.limits.commands_per_second);
@@ -217,10 +223,10 @@ impl Limiter {
                     Ok(())
                 }
             })
-            .unwrap_or(Err(Exceeded::Rate));
+            .ok_or(Exceeded::Rate)?;
         outcome.map(|()| CommandPermit {
             limiter: self.clone(),
-            tenant: tenant.to_owned(),
+            tenant,
         })
     }
 }

@@ -66,7 +66,7 @@ pub struct TenantStatus {
     /// Exists and is active.
     pub active: bool,
     /// `starter`, `professional` or `enterprise`.
-    pub tier: String,
+    pub tier: &'static str,
     /// Proxy limits in force (tier defaults with the tenant's overrides).
     pub limits: TierLimits,
 }
@@ -286,19 +286,19 @@ impl Registry {
         match self.tenant(slug).await {
             Ok(Some(t)) => TenantStatus {
                 active: t.is_active,
-                tier: t.tier.as_str().to_owned(),
+                tier: t.tier.as_str(),
                 limits: t.proxy_limits(),
             },
             Ok(None) => TenantStatus {
                 active: false,
-                tier: "starter".into(),
+                tier: "starter",
                 limits: tier_limits("starter"),
             },
             Err(e) => {
                 tracing::warn!(target: "tenantgate::registry", tenant = slug, error = %e, "registry unreachable; treating tenant as inactive");
                 TenantStatus {
                     active: false,
-                    tier: "starter".into(),
+                    tier: "starter",
                     limits: tier_limits("starter"),
                 }
             }

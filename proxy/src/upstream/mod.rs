@@ -13,10 +13,12 @@ use std::time::Duration;
 use bson::{RawDocumentBuf, rawdoc};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use std::sync::Mutex;
 use tenantgate_wire::codec::FrameCodec;
 use tenantgate_wire::{Limits, Message, OpMsg, Payload, RawDoc};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, Semaphore};
+
+use tokio::sync::Semaphore;
 use tokio_util::codec::Framed;
 
 use crate::config::UpstreamConfig;
@@ -55,11 +57,62 @@ pub enum UpstreamError {
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
-type Conn = Framed<Box<dyn Io>, FrameCodec>;
+/// A pooled connection and its timeout timer.
+struct Conn {
+    io: Framed<Box<dyn Io>, FrameCodec>,
+    deadline: Deadline,
+}
+
+/// A per-connection timeout that does not re-register a timer for every command: the timer is
+/// re-armed only when a deadline must come earlier than the armed one, and one that fires
+/// early is re-armed to the real deadline. (A fresh `tokio::time::timeout` per round trip was
+/// measurable per command in benches/proxy_overhead.rs.)
+struct Deadline {
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    armed: tokio::time::Instant,
+}
+
+impl Deadline {
+    fn new(timeout: Duration) -> Deadline {
+        let armed = tokio::time::Instant::now() + timeout;
+        Deadline {
+            timer: Box::pin(tokio::time::sleep_until(armed)),
+            armed,
+        }
+    }
+
+    /// `fut`'s output, or `None` when `timeout` passes first.
+    async fn run<F: std::future::Future>(
+        &mut self,
+        timeout: Duration,
+        fut: F,
+    ) -> Option<F::Output> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if deadline < self.armed {
+            self.timer.as_mut().reset(deadline);
+            self.armed = deadline;
+        }
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut fut => return Some(out),
+                () = self.timer.as_mut() => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return None;
+                    }
+                    self.timer.as_mut().reset(deadline);
+                    self.armed = deadline;
+                }
+            }
+        }
+    }
+}
 
 /// The pool.
 pub struct Upstream {
     addr: String,
+    /// Idle connections. A plain mutex: it is held for a push or a pop, never across an await.
     idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
     pool_size: usize,
@@ -165,12 +218,19 @@ impl Upstream {
         &self.addr
     }
 
+    fn idle_conns(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        // A panic while holding it cannot leave the Vec inconsistent: keep using it.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn next_request_id(&self) -> i32 {
         self.next_id.fetch_add(1, Ordering::Relaxed) & i32::MAX
     }
 
     async fn checkout(&self) -> Result<Conn, UpstreamError> {
-        if let Some(c) = self.idle.lock().await.pop() {
+        if let Some(c) = self.idle_conns().pop() {
             return Ok(c);
         }
         let stream = tokio::time::timeout(self.timeout, TcpStream::connect(&self.addr))
@@ -187,7 +247,10 @@ impl Upstream {
                     .map_err(|e| UpstreamError::Io(format!("TLS: {e}")))?,
             ),
         };
-        let mut conn = Framed::new(stream, FrameCodec::new(self.limits));
+        let mut conn = Conn {
+            io: Framed::new(stream, FrameCodec::new(self.limits)),
+            deadline: Deadline::new(self.timeout),
+        };
         if let Some(creds) = &self.credentials {
             let mut login = auth::Login::new(creds.clone());
             let mut next = Some(login.first());
@@ -225,18 +288,20 @@ impl Upstream {
         let bytes = msg
             .to_bytes()
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let Conn { io, deadline } = conn;
         let exchange = async {
-            conn.send(bytes)
+            io.send(bytes)
                 .await
                 .map_err(|e| UpstreamError::Io(e.to_string()))?;
-            conn.next()
+            io.next()
                 .await
                 .ok_or_else(|| UpstreamError::Io("connection closed".into()))?
                 .map_err(|e| UpstreamError::Protocol(e.to_string()))
         };
-        let frame: Bytes = tokio::time::timeout(self.timeout, exchange)
+        let frame: Bytes = deadline
+            .run(self.timeout, exchange)
             .await
-            .map_err(|_| UpstreamError::Timeout)??;
+            .ok_or(UpstreamError::Timeout)??;
         let reply = Message::decode(frame, &self.limits)
             .and_then(|m| m.decompressed(&self.limits))
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?
@@ -263,7 +328,7 @@ impl Upstream {
         msg.response_to = 0;
         match self.send_and_receive(&mut conn, msg).await {
             Ok(reply) => {
-                self.idle.lock().await.push(conn);
+                self.idle_conns().push(conn);
                 Ok(reply)
             }
             Err(e) => {
@@ -271,7 +336,7 @@ impl Upstream {
                 // broke: the idle ones are as dead, so drop them all and reconnect on demand
                 // instead of failing one request per stale connection.
                 if matches!(e, UpstreamError::Io(_) | UpstreamError::Timeout) {
-                    self.idle.lock().await.clear();
+                    self.idle_conns().clear();
                 }
                 Err(e)
             }
@@ -290,11 +355,13 @@ impl Upstream {
         let bytes = msg
             .to_bytes()
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        tokio::time::timeout(self.timeout, conn.send(bytes))
+        let Conn { io, deadline } = &mut conn;
+        deadline
+            .run(self.timeout, io.send(bytes))
             .await
-            .map_err(|_| UpstreamError::Timeout)?
+            .ok_or(UpstreamError::Timeout)?
             .map_err(|e| UpstreamError::Io(e.to_string()))?;
-        self.idle.lock().await.push(conn);
+        self.idle_conns().push(conn);
         Ok(())
     }
 

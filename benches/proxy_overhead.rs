@@ -1,0 +1,418 @@
+//! What tenantgate adds to one command, isolated from the database.
+//!
+//! One run starts a minimal MongoDB-wire responder (`support/responder.rs`, in a child process
+//! of this binary) and the release `tenantgate serve` in front of it, then drives closed loops
+//! of `find` by `_id` over raw OP_MSG (`support/loadgen.rs`) at each connection count, **direct
+//! to the responder** and **through tenantgate**, alternating, and prints throughput, latency
+//! percentiles, the added latency and tenantgate's CPU time per proxied command (from
+//! `/proc/<pid>/stat` over exactly the measured window).
+//!
+//! ```text
+//! cargo bench --bench proxy_overhead                               # 1 and 64 connections, 10 s
+//! cargo bench --bench proxy_overhead -- --connections 1,16,64 --seconds 10 --rounds 3
+//! cargo bench --bench proxy_overhead -- --connections "" --idle 1000 --soak 600   # memory
+//! ```
+//!
+//! Everything shares the machine's cores (load generator, responder, proxy); the figures to
+//! compare are the ratios within one run.
+
+#[path = "support/loadgen.rs"]
+mod loadgen;
+#[path = "support/responder.rs"]
+mod responder;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Options from the command line.
+struct Options {
+    connections: Vec<usize>,
+    seconds: u64,
+    warmup: u64,
+    rounds: usize,
+    idle: usize,
+    soak: u64,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        connections: vec![1, 64],
+        seconds: 10,
+        warmup: 2,
+        rounds: 1,
+        idle: 0,
+        soak: 0,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--connections" => {
+                o.connections = value
+                    .split(',')
+                    .filter(|c| !c.trim().is_empty())
+                    .map(|c| c.trim().parse().expect("--connections: numbers"))
+                    .collect();
+                i += 1;
+            }
+            "--seconds" => {
+                o.seconds = value.parse().expect("--seconds: a number");
+                i += 1;
+            }
+            "--warmup" => {
+                o.warmup = value.parse().expect("--warmup: a number");
+                i += 1;
+            }
+            "--rounds" => {
+                o.rounds = value.parse().expect("--rounds: a number");
+                i += 1;
+            }
+            "--idle" => {
+                o.idle = value.parse().expect("--idle: a number");
+                i += 1;
+            }
+            "--soak" => {
+                o.soak = value.parse().expect("--soak: seconds");
+                i += 1;
+            }
+            // `cargo bench` passes `--bench`; filters are meaningless here.
+            _ => {}
+        }
+        i += 1;
+    }
+    o
+}
+
+/// A free loopback port (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// (user, system) CPU of `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`, which may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after `) state`.
+    let hz = clock_ticks();
+    (ticks(11) as f64 / hz, ticks(12) as f64 / hz)
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Resident set size of `pid`, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Opens `n` authenticated idle connections and reports tenantgate's RSS before and after.
+async fn idle(through: &str, n: usize, pid: u32) {
+    let before = rss_mib(pid);
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = loadgen::Conn::connect(through).await.expect("connect");
+        c.handshake(Some(("svc-bank1", "bank1-secret")))
+            .await
+            .expect("login");
+        // One command each, so every connection has run the whole path once.
+        c.round_trip(&loadgen::find_frame(conns.len(), "payments"))
+            .await
+            .expect("find");
+        conns.push(c);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_mib(pid);
+    println!(
+        "\nidle connections: {n}; tenantgate RSS {before:.1} MiB before, {after:.1} MiB with them open \
+         ({:.1} KiB per connection)",
+        (after - before) * 1024.0 / n as f64
+    );
+    drop(conns);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("after closing them: {:.1} MiB", rss_mib(pid));
+}
+
+/// Load for `seconds` at 64 connections in 30-second runs (new connections each run), printing
+/// tenantgate's RSS after each.
+async fn soak(through: &str, seconds: u64, pid: u32) {
+    println!("\n| minute | commands/s | p99 µs | tenantgate RSS MiB |");
+    println!("|---:|---:|---:|---:|");
+    println!("| 0 | | | {:.1} |", rss_mib(pid));
+    let started = std::time::Instant::now();
+    while started.elapsed().as_secs() < seconds {
+        let s = loadgen::run(
+            through,
+            64,
+            Some(("svc-bank1", "bank1-secret")),
+            "payments",
+            Duration::from_secs(1),
+            Duration::from_secs(29),
+            |_| {},
+        )
+        .await
+        .expect("soak run");
+        println!(
+            "| {:.1} | {:.0} | {:.1} | {:.1} |",
+            started.elapsed().as_secs_f64() / 60.0,
+            s.throughput(),
+            s.quantile_us(0.99),
+            rss_mib(pid)
+        );
+    }
+}
+
+struct Guard(Vec<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start_responder() -> (Child, u16) {
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .arg("--responder")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("responder starts");
+    let stdout = child.stdout.take().expect("responder stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("responder prints its port");
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|p| p.parse().ok())
+        .expect("responder port");
+    (child, port)
+}
+
+fn start_tenantgate(upstream_port: u16, dir: &std::path::Path) -> (Child, u16) {
+    let proxy_port = free_port();
+    let api_port = free_port();
+    let config = dir.join("tenantgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[upstream]
+uri = "mongodb://127.0.0.1:{upstream_port}/"
+pool_size = 128
+
+[proxy]
+listen = "127.0.0.1:{proxy_port}"
+max_connections = 10000
+
+[api]
+listen = "127.0.0.1:{api_port}"
+
+[policy]
+databases = ["payments"]
+
+[[principals]]
+username = "svc-bank1"
+password = "bank1-secret"
+tenant = "bank1"
+"#
+        ),
+    )
+    .expect("config written");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("tenantgate starts");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", proxy_port)).is_ok() {
+            return (child, proxy_port);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("tenantgate did not listen on {proxy_port}");
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n| connections | path | commands/s | p50 µs | p99 µs | p99.9 µs | added p50 µs | throughput vs direct | server CPU µs/command: user + system |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | direct | {:.0} | {:.1} | {:.1} | {:.1} | | | responder {:.1} + {:.1} |",
+            r.connections,
+            r.direct.throughput(),
+            r.direct.quantile_us(0.5),
+            r.direct.quantile_us(0.99),
+            r.direct.quantile_us(0.999),
+            r.responder_cpu_us.0,
+            r.responder_cpu_us.1,
+        );
+        println!(
+            "| {} | tenantgate | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} % | tenantgate {:.1} + {:.1} |",
+            r.connections,
+            r.proxied.throughput(),
+            r.proxied.quantile_us(0.5),
+            r.proxied.quantile_us(0.99),
+            r.proxied.quantile_us(0.999),
+            r.proxied.quantile_us(0.5) - r.direct.quantile_us(0.5),
+            100.0 * r.proxied.throughput() / r.direct.throughput(),
+            r.proxy_cpu_us.0,
+            r.proxy_cpu_us.1,
+        );
+    }
+}
+
+/// (user, system) µs per command between two CPU samples.
+fn per_command(cpu: ((f64, f64), (f64, f64)), commands: u64) -> (f64, f64) {
+    let n = commands.max(1) as f64;
+    (
+        ((cpu.1).0 - (cpu.0).0) * 1e6 / n,
+        ((cpu.1).1 - (cpu.0).1) * 1e6 / n,
+    )
+}
+
+struct Row {
+    connections: usize,
+    direct: loadgen::Sample,
+    proxied: loadgen::Sample,
+    proxy_cpu_us: (f64, f64),
+    responder_cpu_us: (f64, f64),
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--responder") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            println!("listening {}", listener.local_addr().expect("addr").port());
+            responder::serve(listener).await;
+        });
+        return;
+    }
+    let o = options();
+    let dir = std::env::temp_dir().join(format!("tenantgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (responder, upstream_port) = start_responder();
+    let responder_pid = responder.id();
+    let (proxy, proxy_port) = start_tenantgate(upstream_port, &dir);
+    let proxy_pid = proxy.id();
+    let _guard = Guard(vec![proxy, responder]);
+    let direct = format!("127.0.0.1:{upstream_port}");
+    let through = format!("127.0.0.1:{proxy_port}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (warmup, measure) = (
+        Duration::from_secs(o.warmup),
+        Duration::from_secs(o.seconds),
+    );
+    let mut rows = Vec::new();
+    for &n in &o.connections {
+        for round in 0..o.rounds {
+            let mut rcpu = ((0.0, 0.0), (0.0, 0.0));
+            let d = rt
+                .block_on(loadgen::run(
+                    &direct,
+                    n,
+                    None,
+                    "payments",
+                    warmup,
+                    measure,
+                    |start| {
+                        if start {
+                            rcpu.0 = cpu_seconds(responder_pid);
+                        } else {
+                            rcpu.1 = cpu_seconds(responder_pid);
+                        }
+                    },
+                ))
+                .expect("direct run");
+            let responder_cpu_us = per_command(rcpu, d.commands);
+            let mut cpu = ((0.0, 0.0), (0.0, 0.0));
+            let p = rt
+                .block_on(loadgen::run(
+                    &through,
+                    n,
+                    Some(("svc-bank1", "bank1-secret")),
+                    "payments",
+                    warmup,
+                    measure,
+                    |start| {
+                        if start {
+                            cpu.0 = cpu_seconds(proxy_pid);
+                        } else {
+                            cpu.1 = cpu_seconds(proxy_pid);
+                        }
+                    },
+                ))
+                .expect("proxied run");
+            let proxy_cpu_us = per_command(cpu, p.commands);
+            eprintln!(
+                "connections {n} round {}: direct {:.0}/s, through tenantgate {:.0}/s",
+                round + 1,
+                d.throughput(),
+                p.throughput()
+            );
+            rows.push(Row {
+                connections: n,
+                direct: d,
+                proxied: p,
+                proxy_cpu_us,
+                responder_cpu_us,
+            });
+        }
+    }
+    if rows.is_empty() {
+        println!();
+    } else {
+        print_table(&rows);
+    }
+    if o.idle > 0 {
+        rt.block_on(idle(&through, o.idle, proxy_pid));
+    }
+    if o.soak > 0 {
+        rt.block_on(soak(&through, o.soak, proxy_pid));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
