@@ -11,7 +11,7 @@
 use bson::{DateTime, RawDocument, RawDocumentBuf};
 
 use crate::decision::{Rejection, Rule};
-use crate::raw::{DocBuilder, Value, elements, get, items, with_string_field};
+use crate::raw::{DocBuilder, Value, elements, get, items};
 
 /// A rewritten update: a document (operators or replacement) or a pipeline (as its array
 /// document).
@@ -234,24 +234,51 @@ pub(crate) fn rewrite_replacement(
     d: &RawDocument,
     w: &WriteRules<'_>,
 ) -> Result<Option<RawDocumentBuf>, Rejection> {
+    Ok(match replacement_plan(d, w)? {
+        None => None,
+        Some(needs_tenant) => {
+            let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 64);
+            write_replacement(d, w, needs_tenant, &mut out)?;
+            Some(out.finish())
+        }
+    })
+}
+
+/// Checks a replacement (or inserted) document's tenant field: `None` when the document can be
+/// forwarded as it is, else whether the tenant field must be added.
+pub(crate) fn replacement_plan(
+    d: &RawDocument,
+    w: &WriteRules<'_>,
+) -> Result<Option<bool>, Rejection> {
     let needs_tenant = match get(d, w.tenant_field)?.map(|e| e.value()) {
         Some(Value::String(s)) if s == w.tenant => false,
         Some(_) => return Err(field_write(w, "a document carrying another tenant's id")),
         None => w.stamp_tenant,
     };
+    Ok((needs_tenant || w.stamp.is_some()).then_some(needs_tenant))
+}
+
+/// Appends the elements of the rewritten replacement to the document open in `out`.
+pub(crate) fn write_replacement(
+    d: &RawDocument,
+    w: &WriteRules<'_>,
+    needs_tenant: bool,
+    out: &mut DocBuilder,
+) -> Result<(), Rejection> {
     match w.stamp {
-        None if !needs_tenant => Ok(None),
-        None => Ok(Some(
-            with_string_field(d, w.tenant_field, w.tenant)?.finish(),
-        )),
+        None => {
+            out.extend_elements(d);
+            if needs_tenant {
+                out.str(w.tenant_field, w.tenant)?;
+            }
+        }
         Some(s) => {
             let now = s.now.timestamp_millis();
-            let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 64);
             let mut has_created = false;
             for element in elements(d) {
                 let e = element?;
-                has_created |= e.key() == s.created_field;
-                if e.key() != s.updated_field {
+                has_created |= e.key_bytes() == s.created_field.as_bytes();
+                if e.key_bytes() != s.updated_field.as_bytes() {
                     out.copy(&e);
                 }
             }
@@ -262,9 +289,9 @@ pub(crate) fn rewrite_replacement(
                 out.datetime(s.created_field, now)?;
             }
             out.datetime(s.updated_field, now)?;
-            Ok(Some(out.finish()))
         }
     }
+    Ok(())
 }
 
 fn rewrite_pipeline(stages: &RawDocument, w: &WriteRules<'_>) -> Result<RawDocumentBuf, Rejection> {
