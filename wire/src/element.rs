@@ -28,6 +28,8 @@ pub struct Element<'a> {
     key: &'a [u8],
     ty: u8,
     value: &'a [u8],
+    /// The whole element as encoded: type byte, key, NUL, value.
+    raw: &'a [u8],
 }
 
 /// A decoded view of an element's value.
@@ -159,20 +161,17 @@ pub fn elements(doc: &RawDocument) -> Elements<'_> {
 pub fn get<'a>(doc: &'a RawDocument, key: &str) -> Result<Option<Element<'a>>, ElementError> {
     let mut it = elements(doc);
     while let Some(raw) = it.next_raw() {
-        let (key_bytes, ty, value) = raw?;
-        if key_bytes == key.as_bytes() {
+        let (e, _) = raw?;
+        if e.key == key.as_bytes() {
             // Equal to a `&str`, so UTF-8.
-            return Ok(Some(Element {
-                key: key_bytes,
-                ty,
-                value,
-            }));
+            return Ok(Some(e));
         }
     }
     Ok(None)
 }
 
 /// Size of a value of type `ty` at the start of `v`.
+#[inline(always)]
 fn value_len(ty: u8, v: &[u8]) -> Option<usize> {
     let prefixed = |extra: usize| {
         le_i32(v)
@@ -199,9 +198,11 @@ fn value_len(ty: u8, v: &[u8]) -> Option<usize> {
 }
 
 impl<'a> Elements<'a> {
-    /// The next element's key bytes, type and value bytes, without decoding the key.
+    /// The next element's key bytes (and whether they are ASCII), type, value bytes and whole
+    /// encoding, without decoding the key.
+    #[inline(always)]
     #[allow(clippy::type_complexity)]
-    fn next_raw(&mut self) -> Option<Result<(&'a [u8], u8, &'a [u8]), ElementError>> {
+    fn next_raw(&mut self) -> Option<Result<(Element<'a>, bool), ElementError>> {
         let bytes: &'a [u8] = self.bytes;
         let end = bytes.len().checked_sub(1)?;
         let pos = self.pos;
@@ -209,9 +210,9 @@ impl<'a> Elements<'a> {
             return None;
         }
         match step(bytes, pos, end) {
-            Some((key, ty, value, next)) => {
+            Some((e, ascii, next)) => {
                 self.pos = next;
-                Some(Ok((key, ty, value)))
+                Some(Ok((e, ascii)))
             }
             None => {
                 self.pos = usize::MAX;
@@ -221,50 +222,63 @@ impl<'a> Elements<'a> {
     }
 }
 
-/// One element at `pos` of a document whose terminating NUL is at `end`: key, type, value and
-/// the position of the next element. `None` when the bytes do not hold an element there.
-#[inline]
-#[allow(clippy::type_complexity)]
-fn step(bytes: &[u8], pos: usize, end: usize) -> Option<(&[u8], u8, &[u8], usize)> {
+/// One element at `pos` of a document whose terminating NUL is at `end`, whether its key is
+/// ASCII, and the position of the next element. `None` when the bytes do not hold an element
+/// there.
+#[inline(always)]
+fn step(bytes: &[u8], pos: usize, end: usize) -> Option<(Element<'_>, bool, usize)> {
     let body = bytes.get(..end)?;
     let ty = *body.get(pos)?;
     let rest = body.get(pos + 1..)?;
-    let key_len = nul_at(rest)?;
+    let (key_len, ascii) = key_end(rest)?;
     let value_at = pos + 1 + key_len + 1;
     let tail = body.get(value_at..)?;
     let len = value_len(ty, tail)?;
     let value = tail.get(..len)?;
-    Some((&rest[..key_len], ty, value, value_at + len))
+    let next = value_at + len;
+    Some((
+        Element {
+            key: rest.get(..key_len)?,
+            ty,
+            value,
+            raw: body.get(pos..next)?,
+        },
+        ascii,
+        next,
+    ))
 }
 
-/// The index of the first NUL in `s`. Keys are short, so this tests eight bytes at a time
-/// in a word (the classic has-zero-byte trick) rather than paying for memchr's set-up.
-#[inline]
-fn nul_at(s: &[u8]) -> Option<usize> {
+/// The length of the key at the start of `s` (up to its NUL) and whether it is ASCII. Keys are
+/// short, so this tests eight bytes at a time in a word (the classic has-zero-byte trick)
+/// rather than paying for memchr's set-up, and learns the ASCII answer from the same words.
+#[inline(always)]
+fn key_end(s: &[u8]) -> Option<(usize, bool)> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = s.chunks_exact(8);
     let mut at = 0;
-    for chunk in &mut chunks {
+    let mut high = 0u64;
+    while let Some(chunk) = s.get(at..at + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let v = u64::from_le_bytes(word);
         // The lowest flagged byte is the first zero byte (false positives only sit above it).
         let zero = v.wrapping_sub(LO) & !v & HI;
         if zero != 0 {
-            return Some(at + (zero.trailing_zeros() / 8) as usize);
+            let n = (zero.trailing_zeros() / 8) as usize;
+            let below = (1u64 << (8 * n)).wrapping_sub(1);
+            return Some((at + n, (high | (v & below)) & HI == 0));
         }
+        high |= v;
         at += 8;
         if at >= 64 {
             // A long key: let memchr take over.
-            return memchr::memchr(0, &s[at..]).map(|n| at + n);
+            let n = at + memchr::memchr(0, s.get(at..)?)?;
+            return Some((n, s.get(..n)?.is_ascii()));
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == 0)
-        .map(|n| at + n)
+    let tail = s.get(at..)?;
+    let n = tail.iter().position(|&b| b == 0)?;
+    Some((at + n, high & HI == 0 && tail.get(..n)?.is_ascii()))
 }
 
 impl<'a> Iterator for Elements<'a> {
@@ -274,9 +288,7 @@ impl<'a> Iterator for Elements<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         Some(match self.next_raw()? {
             // Keys are almost always ASCII; anything else must still be UTF-8.
-            Ok((key, ty, value)) if key.is_ascii() || std::str::from_utf8(key).is_ok() => {
-                Ok(Element { key, ty, value })
-            }
+            Ok((e, ascii)) if ascii || std::str::from_utf8(e.key).is_ok() => Ok(e),
             Ok(_) => {
                 self.pos = usize::MAX;
                 Err(ElementError)
@@ -318,13 +330,20 @@ impl DocBuilder {
     }
 
     fn head(&mut self, key: &str, ty: u8) -> Result<(), ElementError> {
-        if key.as_bytes().contains(&0) {
+        // Keys are short: a plain OR over the bytes beats memchr's set-up.
+        if key.bytes().fold(false, |nul, b| nul | (b == 0)) {
             return Err(ElementError);
         }
-        self.buf.push(ty);
-        self.buf.extend_from_slice(key.as_bytes());
-        self.buf.push(0);
+        self.head_bytes(key.as_bytes(), ty);
         Ok(())
+    }
+
+    /// The type byte and key of an element whose key is known to hold no NUL.
+    fn head_bytes(&mut self, key: &[u8], ty: u8) {
+        self.buf.reserve(key.len() + 2);
+        self.buf.push(ty);
+        self.buf.extend_from_slice(key);
+        self.buf.push(0);
     }
 
     /// Appends an element read from another document, bytes verbatim, under `key`.
@@ -337,20 +356,22 @@ impl DocBuilder {
     /// Appends an element read from another document under its own key. The key came out of a
     /// C string, so it holds no NUL and needs no check.
     pub fn copy(&mut self, e: &Element<'_>) {
-        self.buf.push(e.ty);
-        self.buf.extend_from_slice(e.key);
-        self.buf.push(0);
-        self.buf.extend_from_slice(e.value);
+        self.buf.extend_from_slice(e.raw);
     }
 
     /// Appends a string.
     pub fn str(&mut self, key: &str, s: &str) -> Result<(), ElementError> {
         self.head(key, 0x02)?;
+        self.string_value(s);
+        Ok(())
+    }
+
+    fn string_value(&mut self, s: &str) {
+        self.buf.reserve(s.len() + 5);
         self.buf
             .extend_from_slice(&((s.len() + 1) as i32).to_le_bytes());
         self.buf.extend_from_slice(s.as_bytes());
         self.buf.push(0);
-        Ok(())
     }
 
     /// Appends an embedded document.
@@ -397,7 +418,8 @@ impl DocBuilder {
     /// Opens an embedded document (or array) as the next array element.
     pub fn push_open(&mut self, array: bool) -> Result<Opened, ElementError> {
         let key = self.index_key();
-        self.open(key.as_str(), array)
+        self.head_bytes(key.as_bytes(), if array { 0x04 } else { 0x03 });
+        Ok(self.open_here())
     }
 
     fn open_here(&mut self) -> Opened {
@@ -436,25 +458,33 @@ impl DocBuilder {
     /// Appends an array element (key "0", "1", … in order) read from elsewhere.
     pub fn push_element(&mut self, e: &Element<'_>) -> Result<(), ElementError> {
         let key = self.index_key();
-        self.element(key.as_str(), e)
+        self.head_bytes(key.as_bytes(), e.ty);
+        self.buf.extend_from_slice(e.value);
+        Ok(())
     }
 
     /// Appends a document as the next array element.
     pub fn push_doc(&mut self, d: &RawDocument) -> Result<(), ElementError> {
         let key = self.index_key();
-        self.doc(key.as_str(), d)
+        self.head_bytes(key.as_bytes(), 0x03);
+        self.buf.extend_from_slice(d.as_bytes());
+        Ok(())
     }
 
     /// Appends an array (given as its document) as the next array element.
     pub fn push_array(&mut self, d: &RawDocument) -> Result<(), ElementError> {
         let key = self.index_key();
-        self.array(key.as_str(), d)
+        self.head_bytes(key.as_bytes(), 0x04);
+        self.buf.extend_from_slice(d.as_bytes());
+        Ok(())
     }
 
     /// Appends a string as the next array element.
     pub fn push_str(&mut self, s: &str) -> Result<(), ElementError> {
         let key = self.index_key();
-        self.str(key.as_str(), s)
+        self.head_bytes(key.as_bytes(), 0x02);
+        self.string_value(s);
+        Ok(())
     }
 
     fn index_key(&mut self) -> IndexKey {
@@ -586,8 +616,13 @@ impl IndexKey {
         IndexKey { buf, start }
     }
 
+    fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or(b"0")
+    }
+
+    #[cfg(test)]
     fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("0")
     }
 }
 
