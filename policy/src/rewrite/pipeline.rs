@@ -10,6 +10,7 @@
 
 use bson::RawDocument;
 
+use super::listed;
 use crate::decision::{Rejection, Rule};
 use crate::engine::Tenant;
 use crate::filter::{check_expression, check_filter};
@@ -102,16 +103,16 @@ pub(super) fn rewrite(
             ));
         };
         let spec = single_field(stage)?;
-        let name = spec.key();
+        let name = spec.key_bytes();
         written = true;
         if i == 0 {
             match (input, name) {
-                (Input::Collection(scope), "$geoNear") => {
+                (Input::Collection(scope), b"$geoNear") => {
                     geo_near(&spec, &scope, t, out)?;
                     continue;
                 }
                 (Input::Collection(scope), _) => {
-                    if name == "$documents" {
+                    if name == b"$documents" {
                         return Err(Rejection::new(
                             Rule::MalformedCommand,
                             "$documents must start a pipeline that reads no collection",
@@ -121,7 +122,7 @@ pub(super) fn rewrite(
                         push_scope_match(&scope, out)?;
                     }
                 }
-                (Input::Documents, "$documents") => {
+                (Input::Documents, b"$documents") => {
                     check_expression(spec.value(), &m)?;
                     out.push_element(&item)?;
                     continue;
@@ -136,7 +137,7 @@ pub(super) fn rewrite(
             }
         }
         match name {
-            "$match" => {
+            b"$match" => {
                 let Value::Document(filter) = spec.value() else {
                     return Err(Rejection::new(
                         Rule::MalformedCommand,
@@ -146,27 +147,30 @@ pub(super) fn rewrite(
                 check_filter(filter, &m)?;
                 out.push_element(&item)?;
             }
-            "$lookup" => lookup(&spec, db, t, out)?,
-            "$graphLookup" => graph_lookup(&spec, db, t, out)?,
-            "$unionWith" => union_with(&spec, db, t, out)?,
-            "$facet" => facet(&spec, db, t, out)?,
-            "$geoNear" | "$documents" => {
+            b"$lookup" => lookup(&spec, db, t, out)?,
+            b"$graphLookup" => graph_lookup(&spec, db, t, out)?,
+            b"$unionWith" => union_with(&spec, db, t, out)?,
+            b"$facet" => facet(&spec, db, t, out)?,
+            b"$geoNear" | b"$documents" => {
                 return Err(Rejection::new(
                     Rule::StageNotAllowed,
-                    format!("{name} is only allowed as the first stage"),
+                    format!("{} is only allowed as the first stage", spec.key()),
                 ));
             }
-            _ if SAFE_STAGES.contains(&name) => out.push_element(&item)?,
-            _ if DENIED_STAGES.contains(&name) => {
+            _ if listed(&SAFE_STAGES, name) => out.push_element(&item)?,
+            _ if listed(&DENIED_STAGES, name) => {
                 return Err(Rejection::new(
                     Rule::StageNotAllowed,
-                    format!("{name} is not allowed for tenants"),
+                    format!("{} is not allowed for tenants", spec.key()),
                 ));
             }
             _ => {
                 return Err(Rejection::new(
                     Rule::UnknownStage,
-                    format!("unknown aggregation stage {}", crate::audit::clip(name)),
+                    format!(
+                        "unknown aggregation stage {}",
+                        crate::audit::clip(spec.key())
+                    ),
                 ));
             }
         }
@@ -301,15 +305,15 @@ fn lookup(
     let mut pipeline = None;
     for element in elements(d) {
         let e = element?;
-        match e.key() {
-            "from" => from = Some(foreign(e.value(), db, "$lookup")?),
-            "pipeline" => pipeline = Some(as_stages(&e)?),
-            "let" => check_expression(e.value(), &t.mentions())?,
-            k if FIELDS.contains(&k) => {}
-            k => {
+        match e.key_bytes() {
+            b"from" => from = Some(foreign(e.value(), db, "$lookup")?),
+            b"pipeline" => pipeline = Some(as_stages(&e)?),
+            b"let" => check_expression(e.value(), &t.mentions())?,
+            k if listed(&FIELDS, k) => {}
+            _ => {
                 return Err(Rejection::new(
                     Rule::UnknownField,
-                    format!("'{}' is not a $lookup field", crate::audit::clip(k)),
+                    format!("'{}' is not a $lookup field", crate::audit::clip(e.key())),
                 ));
             }
         }
