@@ -73,40 +73,40 @@ fn statement(
     let (mut saw_q, mut saw_u) = (false, false);
     for element in elements(stmt) {
         let e = element?;
-        match (e.key(), e.value()) {
-            ("q", Value::Document(q)) => {
+        match (e.key_bytes(), e.value()) {
+            (b"q", Value::Document(q)) => {
                 check_filter(q, m)?;
                 scope.write_filter(out, "q", Some(q))?;
                 saw_q = true;
             }
-            ("q", _) => {
+            (b"q", _) => {
                 return Err(Rejection::new(
                     Rule::MalformedCommand,
                     "q must be a document",
                 ));
             }
-            ("u", u) => {
+            (b"u", u) => {
                 match rewrite_update(u, rules)? {
                     Some(updated) => updated.append_to(out, "u")?,
                     None => out.element("u", &e)?,
                 }
                 saw_u = true;
             }
-            ("c", c) => {
+            (b"c", c) => {
                 check_expression(c, m)?;
                 out.element("c", &e)?;
             }
-            ("collation", _) => {
+            (b"collation", _) => {
                 check_collation(&e)?;
                 out.element("collation", &e)?;
             }
-            (k, _) if STATEMENT_FIELDS.contains(&k) => out.copy(&e),
-            (k, _) => {
+            (k, _) if super::listed(&STATEMENT_FIELDS, k) => out.copy(&e),
+            _ => {
                 return Err(Rejection::new(
                     Rule::UnknownField,
                     format!(
                         "'{}' is not an update statement field",
-                        crate::audit::clip(k)
+                        crate::audit::clip(e.key())
                     ),
                 ));
             }
