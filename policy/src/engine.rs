@@ -15,6 +15,7 @@ use crate::decision::{Decision, Forward, Outcome, Rejection, ReplyShape, Rule};
 use crate::filter::Mentions;
 use crate::options::{self, Options};
 use crate::principal::Principal;
+use crate::raw::Element;
 use crate::rewrite;
 use crate::scope::Scope;
 use crate::update::{Stamp, WriteRules};
@@ -35,6 +36,8 @@ pub struct Context<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request<'a> {
     pub name: &'a str,
+    /// The body's first element: the command name and its argument (usually the collection).
+    pub first: Element<'a>,
     pub db: &'a str,
     pub raw: &'a RawDoc,
     pub body: &'a RawDocument,
@@ -144,7 +147,13 @@ pub fn decide(msg: &OpMsg, ctx: &Context<'_>) -> Outcome {
 /// Decides one command given as body and document sequences.
 pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Context<'_>) -> Outcome {
     let raw = body.as_raw();
-    let name = body.first_key().unwrap_or("");
+    // One scan finds the command name (the first key) and the fields every command needs.
+    let mut scan = crate::raw::elements(raw);
+    let first = match scan.next() {
+        Some(Ok(e)) => Some(e),
+        _ => None,
+    };
+    let name = first.map_or("", |e| e.key());
     let audit_base =
         |rule: Rule, kind: AuditKind, message: String, tenant: Option<&str>| AuditRecord {
             kind,
@@ -173,18 +182,17 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
     };
     let own_tenant = ctx.principal.tenant.as_ref().map(|t| t.as_str());
 
-    if name.is_empty() {
+    let Some(first) = first.filter(|_| !name.is_empty()) else {
         return reject(
             Rejection::new(Rule::MalformedCommand, "the command body is empty"),
             own_tenant,
         );
-    }
-    // One scan finds both fields every command needs.
+    };
     let (mut db, mut comment) = (None, None);
-    for element in crate::raw::elements(raw) {
+    for element in std::iter::once(Ok(first)).chain(scan) {
         match element {
-            Ok(e) if e.key() == "$db" && db.is_none() => db = Some(e),
-            Ok(e) if e.key() == "comment" && comment.is_none() => comment = Some(e),
+            Ok(e) if e.key_bytes() == b"$db" && db.is_none() => db = Some(e),
+            Ok(e) if e.key_bytes() == b"comment" && comment.is_none() => comment = Some(e),
             Ok(_) => {}
             Err(r) => return reject(r, own_tenant),
         }
@@ -204,6 +212,7 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
     };
     let req = Request {
         name,
+        first,
         db,
         raw: body,
         body: raw,

@@ -47,10 +47,9 @@ fn override_attempt(m: &Mentions<'_>, detail: &str) -> Rejection {
 }
 
 impl Mentions<'_> {
-    fn is_tenant_path(&self, path: &str) -> bool {
-        path == self.tenant_field
-            || (path.starts_with(self.tenant_field)
-                && path.as_bytes().get(self.tenant_field.len()) == Some(&b'.'))
+    fn is_tenant_path(&self, path: &[u8]) -> bool {
+        let field = self.tenant_field.as_bytes();
+        path == field || (path.starts_with(field) && path.get(field.len()) == Some(&b'.'))
     }
 
     /// A field-path string in an expression that reaches the tenant field: `$tenantId…`, or any
@@ -63,8 +62,8 @@ impl Mentions<'_> {
         match rest.strip_prefix('$') {
             Some(var_path) => var_path
                 .split_once('.')
-                .is_some_and(|(_, path)| self.is_tenant_path(path)),
-            None => self.is_tenant_path(rest),
+                .is_some_and(|(_, path)| self.is_tenant_path(path.as_bytes())),
+            None => self.is_tenant_path(rest.as_bytes()),
         }
     }
 }
@@ -78,11 +77,11 @@ pub(crate) fn check_filter(filter: &RawDocument, m: &Mentions<'_>) -> Result<(),
 fn check_query(filter: &RawDocument, m: &Mentions<'_>, negated: bool) -> Result<(), Rejection> {
     for element in elements(filter) {
         let e = element?;
-        let key = e.key();
-        if key.starts_with('$') {
-            let op = key;
-            match op {
-                "$and" | "$or" | "$nor" => {
+        let key = e.key_bytes();
+        if key.first() == Some(&b'$') {
+            match key {
+                b"$and" | b"$or" | b"$nor" => {
+                    let op = e.key();
                     let Value::Array(arr) = e.value() else {
                         return Err(Rejection::new(
                             Rule::MalformedCommand,
@@ -102,19 +101,19 @@ fn check_query(filter: &RawDocument, m: &Mentions<'_>, negated: bool) -> Result<
                     }
                 }
                 // Under `$nor` the own-tenant equality asks for other tenants' documents.
-                "$expr" => check_expr(e.value(), m, !negated)?,
-                "$jsonSchema" => {
+                b"$expr" => check_expr(e.value(), m, !negated)?,
+                b"$jsonSchema" => {
                     if mentions_anywhere(e.value(), m)? {
                         return Err(override_attempt(m, "$jsonSchema"));
                     }
                 }
-                _ if TOP_LEVEL_OPERATORS.contains(&op) => {}
+                _ if crate::rewrite::listed(&TOP_LEVEL_OPERATORS, key) => {}
                 _ => {
                     return Err(Rejection::new(
                         Rule::UnknownField,
                         format!(
                             "unknown top-level query operator {}",
-                            crate::audit::clip(op)
+                            crate::audit::clip(e.key())
                         ),
                     ));
                 }
@@ -139,9 +138,9 @@ fn is_own_tenant_condition(value: Value<'_>, m: &Mentions<'_>) -> Result<bool, R
             let (Some(op), None) = (it.next().transpose()?, it.next()) else {
                 return Ok(false);
             };
-            match (op.key(), op.value()) {
-                ("$eq", Value::String(s)) => s == m.tenant,
-                ("$in", Value::Array(a)) => {
+            match (op.key_bytes(), op.value()) {
+                (b"$eq", Value::String(s)) => s == m.tenant,
+                (b"$in", Value::Array(a)) => {
                     let mut any = false;
                     for item in items(a) {
                         match item? {
@@ -175,18 +174,18 @@ fn check_field_condition(value: Value<'_>, m: &Mentions<'_>) -> Result<(), Rejec
 fn check_operators(ops: &RawDocument, m: &Mentions<'_>) -> Result<(), Rejection> {
     for element in elements(ops) {
         let e = element?;
-        match (e.key(), e.value()) {
-            ("$elemMatch", Value::Document(inner)) => {
-                let operator_form = matches!(first(inner)?, Some(k) if k.key().starts_with('$')
-                    && !matches!(k.key(), "$and" | "$or" | "$nor" | "$expr"));
+        match (e.key_bytes(), e.value()) {
+            (b"$elemMatch", Value::Document(inner)) => {
+                let operator_form = matches!(first(inner)?, Some(k) if k.key_bytes().first() == Some(&b'$')
+                    && !matches!(k.key_bytes(), b"$and" | b"$or" | b"$nor" | b"$expr"));
                 if operator_form {
                     check_operators(inner, m)?
                 } else {
                     check_filter(inner, m)?
                 }
             }
-            ("$not", Value::Document(inner)) => check_operators(inner, m)?,
-            ("$all", Value::Array(a)) => {
+            (b"$not", Value::Document(inner)) => check_operators(inner, m)?,
+            (b"$all", Value::Array(a)) => {
                 for item in items(a) {
                     if let d @ Value::Document(_) = item? {
                         check_field_condition(d, m)?;
@@ -203,7 +202,9 @@ fn check_literal(d: &RawDocument, m: &Mentions<'_>) -> Result<(), Rejection> {
     for element in elements(d) {
         let e = element?;
         let v = e.value();
-        if e.key() == m.tenant_field && !matches!(v, Value::String(s) if s == m.tenant) {
+        if e.key_bytes() == m.tenant_field.as_bytes()
+            && !matches!(v, Value::String(s) if s == m.tenant)
+        {
             return Err(override_attempt(m, "an embedded document in the filter"));
         }
         if let Value::Document(inner) = v {
@@ -221,7 +222,9 @@ fn mentions_anywhere(value: Value<'_>, m: &Mentions<'_>) -> Result<bool, Rejecti
             let is_array = matches!(value, Value::Array(_));
             for element in elements(d) {
                 let e = element?;
-                if (!is_array && m.is_tenant_path(e.key())) || mentions_anywhere(e.value(), m)? {
+                if (!is_array && m.is_tenant_path(e.key_bytes()))
+                    || mentions_anywhere(e.value(), m)?
+                {
                     return Ok(true);
                 }
             }
@@ -255,9 +258,9 @@ fn check_expr(value: Value<'_>, m: &Mentions<'_>, affirmative: bool) -> Result<(
             for element in elements(d) {
                 let e = element?;
                 let v = e.value();
-                match e.key() {
-                    "$literal" => {}
-                    "$getField" => {
+                match e.key_bytes() {
+                    b"$literal" => {}
+                    b"$getField" => {
                         let field = match v {
                             Value::String(s) => Some(s),
                             Value::Document(args) => match get(args, "field")?.map(|f| f.value()) {
@@ -270,12 +273,12 @@ fn check_expr(value: Value<'_>, m: &Mentions<'_>, affirmative: bool) -> Result<(
                             },
                             _ => None,
                         };
-                        if field.is_some_and(|f| m.is_tenant_path(f)) {
+                        if field.is_some_and(|f| m.is_tenant_path(f.as_bytes())) {
                             return Err(override_attempt(m, "$getField"));
                         }
                         check_expr(v, m, false)?;
                     }
-                    "$and" | "$or" => check_expr(v, m, affirmative)?,
+                    b"$and" | b"$or" => check_expr(v, m, affirmative)?,
                     _ => check_expr(v, m, false)?,
                 }
             }
@@ -291,7 +294,7 @@ fn is_own_tenant_expression(d: &RawDocument, m: &Mentions<'_>) -> Result<bool, R
     let (Some(op), None) = (it.next().transpose()?, it.next()) else {
         return Ok(false);
     };
-    let (true, Value::Array(args)) = (op.key() == "$eq", op.value()) else {
+    let (true, Value::Array(args)) = (op.key_bytes() == b"$eq", op.value()) else {
         return Ok(false);
     };
     let mut args = items(args);

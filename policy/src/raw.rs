@@ -7,7 +7,7 @@
 
 use bson::RawDocument;
 use tenantgate_wire::RawDoc;
-pub(crate) use tenantgate_wire::element::{DocBuilder, Element, ElementError, Value};
+pub(crate) use tenantgate_wire::element::{DocBatch, DocBuilder, Element, ElementError, Value};
 
 use crate::decision::{Rejection, Rule};
 
@@ -48,7 +48,7 @@ pub(crate) fn is_operator_doc(doc: &RawDocument) -> bool {
 /// A finished document as a `RawDoc` for the wire. Documents built here are well-formed by
 /// construction, so the full validation pass is skipped (see `RawDoc::from_built`).
 pub(crate) fn finish(doc: DocBuilder) -> Result<RawDoc, Rejection> {
-    RawDoc::from_built(doc.finish()).map_err(|_| {
+    doc.into_raw_doc().map_err(|_| {
         Rejection::new(
             Rule::MalformedCommand,
             "rewritten command is not valid BSON",
@@ -65,43 +65,5 @@ pub(crate) fn truthy(v: Value<'_>) -> bool {
         Value::Double(d) => d != 0.0,
         Value::Null | Value::Other(0x06) => false,
         _ => true,
-    }
-}
-
-/// A copy of `doc` with `key: value` (a string) appended, working on the bytes directly: the
-/// common insert rewrite (stamp the tenant id) costs one copy and no per-element work.
-pub(crate) fn with_string_field(
-    doc: &RawDocument,
-    key: &str,
-    value: &str,
-) -> Result<DocBuilder, Rejection> {
-    let mut out = DocBuilder::extending(doc, key.len() + value.len() + 8);
-    out.str(key, value)?;
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bson::rawdoc;
-
-    #[test]
-    fn appending_a_string_field_matches_the_bson_crate() {
-        let doc = rawdoc! { "_id": 1, "amount": 5_i64, "nested": { "a": [1, 2] } };
-        let mut expected = doc.clone();
-        expected.append(bson::raw::cstr!("tenantId"), "bank1");
-        assert_eq!(
-            with_string_field(&doc, "tenantId", "bank1")
-                .expect("ok")
-                .finish(),
-            expected
-        );
-        let empty = rawdoc! {};
-        let mut expected = empty.clone();
-        expected.append(bson::raw::cstr!("t"), "");
-        assert_eq!(
-            with_string_field(&empty, "t", "").expect("ok").finish(),
-            expected
-        );
     }
 }

@@ -6,10 +6,10 @@
 //! result beyond T's live documents. Top-level equalities also mean an upsert inserts with
 //! `tenantId: T`, and the planner can use an index on `tenantId`.
 
-use bson::{RawDocument, RawDocumentBuf};
+use bson::RawDocument;
 
 use crate::decision::Rejection;
-use crate::raw::{DocBuilder, Value, elements};
+use crate::raw::{DocBuilder, Element, Value, elements};
 
 /// What a scoped filter must enforce for one collection.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +25,8 @@ pub(crate) struct Scope<'a> {
 }
 
 impl Scope<'_> {
-    fn write_conditions(&self, out: &mut DocBuilder) -> Result<(), Rejection> {
+    /// Appends the scope's own conditions to the document being built.
+    pub(crate) fn write_conditions(&self, out: &mut DocBuilder) -> Result<(), Rejection> {
         if self.enforce_tenant {
             out.str(self.tenant_field, self.tenant)?;
         }
@@ -35,51 +36,67 @@ impl Scope<'_> {
         Ok(())
     }
 
-    /// The scope's own conditions, without any user filter.
-    pub(crate) fn conditions(&self) -> Result<RawDocumentBuf, Rejection> {
-        let mut out = DocBuilder::with_capacity(64);
-        self.write_conditions(&mut out)?;
-        Ok(out.finish())
+    /// Appends `key: {<the scope's conditions>}`, without any user filter.
+    pub(crate) fn write_conditions_doc(
+        &self,
+        out: &mut DocBuilder,
+        key: &str,
+    ) -> Result<(), Rejection> {
+        let doc = out.open(key, false)?;
+        self.write_conditions(out)?;
+        out.close(doc);
+        Ok(())
     }
 
-    /// The scoped filter: the scope's conditions at the top, the user's filter (if any and not
-    /// empty) under `$and`.
+    /// A top-level condition of a user filter that repeats the scope.
+    fn repeats(&self, e: &Element<'_>) -> bool {
+        let k = e.key_bytes();
+        (self.enforce_tenant && k == self.tenant_field.as_bytes())
+            || (self.soft_delete_field.map(str::as_bytes) == Some(k) && e.value() == Value::Null)
+    }
+
+    /// Appends `key: <the scoped filter>`: the scope's conditions at the top, the user's filter
+    /// (if any and not empty) under `$and`, written straight into `out`.
     ///
     /// A top-level condition in the user's filter that repeats the scope — `tenantId: T`
     /// (already checked to be the caller's own) or `deletedAt: null` — is dropped from the copy
     /// under `$and`: an upsert refuses a path matched by equality twice.
-    pub(crate) fn filter(&self, user: Option<&RawDocument>) -> Result<RawDocumentBuf, Rejection> {
-        let user = user.filter(|u| !u.is_empty());
-        let mut out = DocBuilder::with_capacity(64 + user.map_or(0, |u| u.as_bytes().len()));
-        self.write_conditions(&mut out)?;
-        if let Some(user) = user {
-            let repeats = |e: &crate::raw::Element<'_>| {
-                (self.enforce_tenant && e.key() == self.tenant_field)
-                    || (Some(e.key()) == self.soft_delete_field && e.value() == Value::Null)
-            };
-            let mut any_repeat = false;
+    pub(crate) fn write_filter(
+        &self,
+        out: &mut DocBuilder,
+        key: &str,
+        user: Option<&RawDocument>,
+    ) -> Result<(), Rejection> {
+        let doc = out.open(key, false)?;
+        self.write_conditions(out)?;
+        if let Some(user) = user.filter(|u| !u.is_empty()) {
+            let (mut repeated, mut kept) = (0usize, 0usize);
             for e in elements(user) {
-                any_repeat |= repeats(&e?);
+                if self.repeats(&e?) {
+                    repeated += 1;
+                } else {
+                    kept += 1;
+                }
             }
-            let mut and = DocBuilder::with_capacity(user.as_bytes().len() + 16);
-            if any_repeat {
-                let mut kept = DocBuilder::with_capacity(user.as_bytes().len());
-                for e in elements(user) {
-                    let e = e?;
-                    if !repeats(&e) {
-                        kept.element(e.key(), &e)?;
+            if kept > 0 {
+                let and = out.open("$and", true)?;
+                if repeated == 0 {
+                    out.push_doc(user)?;
+                } else {
+                    let inner = out.push_open(false)?;
+                    for e in elements(user) {
+                        let e = e?;
+                        if !self.repeats(&e) {
+                            out.copy(&e);
+                        }
                     }
+                    out.close(inner);
                 }
-                if kept.is_empty() {
-                    return Ok(out.finish());
-                }
-                and.push_doc(&kept.finish())?;
-            } else {
-                and.push_doc(user)?;
+                out.close(and);
             }
-            out.array("$and", &and.finish())?;
         }
-        Ok(out.finish())
+        out.close(doc);
+        Ok(())
     }
 
     /// Whether the scope adds nothing (a global collection without soft delete).

@@ -11,7 +11,7 @@
 use bson::{DateTime, RawDocument, RawDocumentBuf};
 
 use crate::decision::{Rejection, Rule};
-use crate::raw::{DocBuilder, Value, elements, get, items, with_string_field};
+use crate::raw::{DocBuilder, Value, elements, get, items};
 
 /// A rewritten update: a document (operators or replacement) or a pipeline (as its array
 /// document).
@@ -80,8 +80,9 @@ pub(crate) struct WriteRules<'a> {
     pub stamp: Option<Stamp<'a>>,
 }
 
-fn first_segment(path: &str) -> &str {
-    path.split('.').next().unwrap_or(path)
+/// The top-level field a dotted path starts with, as bytes.
+fn first_segment(path: &[u8]) -> &[u8] {
+    path.split(|&b| b == b'.').next().unwrap_or(path)
 }
 
 fn field_write(w: &WriteRules<'_>, detail: &str) -> Rejection {
@@ -117,8 +118,9 @@ fn rewrite_operators(
     let mut touches_stamps = false;
     for element in elements(d) {
         let e = element?;
-        let op = e.key();
-        if !OPERATORS.contains(&op) {
+        let op_bytes = e.key_bytes();
+        if !crate::rewrite::listed(&OPERATORS, op_bytes) {
+            let op = e.key();
             return Err(Rejection::new(
                 Rule::UnknownField,
                 if op.starts_with('$') {
@@ -134,32 +136,34 @@ fn rewrite_operators(
         let Value::Document(paths) = e.value() else {
             return Err(Rejection::new(
                 Rule::MalformedCommand,
-                format!("{op} must be a document"),
+                format!("{} must be a document", e.key()),
             ));
         };
+        let tenant_field = w.tenant_field.as_bytes();
         for element in elements(paths) {
             let pe = element?;
-            let (path, value) = (pe.key(), pe.value());
-            if first_segment(path) == w.tenant_field {
-                let own = matches!(op, "$set" | "$setOnInsert")
-                    && path == w.tenant_field
+            let (path, value) = (pe.key_bytes(), pe.value());
+            if first_segment(path) == tenant_field {
+                let own = matches!(op_bytes, b"$set" | b"$setOnInsert")
+                    && path == tenant_field
                     && matches!(value, Value::String(s) if s == w.tenant);
                 if !own {
                     return Err(field_write(
                         w,
-                        &format!("{op} on '{}'", crate::audit::clip(path)),
+                        &format!("{} on '{}'", e.key(), crate::audit::clip(pe.key())),
                     ));
                 }
             }
-            if op == "$rename" {
+            if op_bytes == b"$rename" {
                 match value {
-                    Value::String(target) if first_segment(target) == w.tenant_field => {
+                    Value::String(target) if first_segment(target.as_bytes()) == tenant_field => {
                         return Err(field_write(w, "$rename"));
                     }
                     Value::String(target) => {
                         if let Some(s) = w.stamp {
-                            let seg = first_segment(target);
-                            touches_stamps |= seg == s.created_field || seg == s.updated_field;
+                            let seg = first_segment(target.as_bytes());
+                            touches_stamps |= seg == s.created_field.as_bytes()
+                                || seg == s.updated_field.as_bytes();
                         }
                     }
                     _ => {
@@ -172,10 +176,11 @@ fn rewrite_operators(
             }
             if let Some(s) = w.stamp {
                 let seg = first_segment(path);
+                let updated = s.updated_field.as_bytes();
                 // Only `$set` of the whole updated field is replaced by the stamp; any other
                 // write under either field would conflict with it, so nothing is stamped then.
-                touches_stamps |= seg == s.created_field
-                    || (seg == s.updated_field && !(op == "$set" && path == s.updated_field));
+                touches_stamps |= seg == s.created_field.as_bytes()
+                    || (seg == updated && !(op_bytes == b"$set" && path == updated));
             }
         }
     }
@@ -234,24 +239,51 @@ pub(crate) fn rewrite_replacement(
     d: &RawDocument,
     w: &WriteRules<'_>,
 ) -> Result<Option<RawDocumentBuf>, Rejection> {
+    Ok(match replacement_plan(d, w)? {
+        None => None,
+        Some(needs_tenant) => {
+            let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 64);
+            write_replacement(d, w, needs_tenant, &mut out)?;
+            Some(out.finish())
+        }
+    })
+}
+
+/// Checks a replacement (or inserted) document's tenant field: `None` when the document can be
+/// forwarded as it is, else whether the tenant field must be added.
+pub(crate) fn replacement_plan(
+    d: &RawDocument,
+    w: &WriteRules<'_>,
+) -> Result<Option<bool>, Rejection> {
     let needs_tenant = match get(d, w.tenant_field)?.map(|e| e.value()) {
         Some(Value::String(s)) if s == w.tenant => false,
         Some(_) => return Err(field_write(w, "a document carrying another tenant's id")),
         None => w.stamp_tenant,
     };
+    Ok((needs_tenant || w.stamp.is_some()).then_some(needs_tenant))
+}
+
+/// Appends the elements of the rewritten replacement to the document open in `out`.
+pub(crate) fn write_replacement(
+    d: &RawDocument,
+    w: &WriteRules<'_>,
+    needs_tenant: bool,
+    out: &mut DocBuilder,
+) -> Result<(), Rejection> {
     match w.stamp {
-        None if !needs_tenant => Ok(None),
-        None => Ok(Some(
-            with_string_field(d, w.tenant_field, w.tenant)?.finish(),
-        )),
+        None => {
+            out.extend_elements(d);
+            if needs_tenant {
+                out.str(w.tenant_field, w.tenant)?;
+            }
+        }
         Some(s) => {
             let now = s.now.timestamp_millis();
-            let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 64);
             let mut has_created = false;
             for element in elements(d) {
                 let e = element?;
-                has_created |= e.key() == s.created_field;
-                if e.key() != s.updated_field {
+                has_created |= e.key_bytes() == s.created_field.as_bytes();
+                if e.key_bytes() != s.updated_field.as_bytes() {
                     out.copy(&e);
                 }
             }
@@ -262,9 +294,9 @@ pub(crate) fn rewrite_replacement(
                 out.datetime(s.created_field, now)?;
             }
             out.datetime(s.updated_field, now)?;
-            Ok(Some(out.finish()))
         }
     }
+    Ok(())
 }
 
 fn rewrite_pipeline(stages: &RawDocument, w: &WriteRules<'_>) -> Result<RawDocumentBuf, Rejection> {
@@ -314,12 +346,13 @@ fn rewrite_pipeline(stages: &RawDocument, w: &WriteRules<'_>) -> Result<RawDocum
 }
 
 fn check_pipeline_stage(name: &str, spec: Value<'_>, w: &WriteRules<'_>) -> Result<(), Rejection> {
-    let touches = |path: &str| first_segment(path) == w.tenant_field;
+    let touches = |path: &[u8]| first_segment(path) == w.tenant_field.as_bytes();
     match (name, spec) {
         ("$set" | "$addFields", Value::Document(d)) => {
             for element in elements(d) {
                 let e = element?;
-                if touches(e.key()) && !matches!(e.value(), Value::String(s) if s == w.tenant) {
+                if touches(e.key_bytes()) && !matches!(e.value(), Value::String(s) if s == w.tenant)
+                {
                     return Err(field_write(
                         w,
                         &format!("{name} on '{}'", crate::audit::clip(e.key())),
@@ -327,10 +360,12 @@ fn check_pipeline_stage(name: &str, spec: Value<'_>, w: &WriteRules<'_>) -> Resu
                 }
             }
         }
-        ("$unset", Value::String(s)) if touches(s) => return Err(field_write(w, "$unset")),
+        ("$unset", Value::String(s)) if touches(s.as_bytes()) => {
+            return Err(field_write(w, "$unset"));
+        }
         ("$unset", Value::Array(a)) => {
             for item in items(a) {
-                if matches!(item?, Value::String(s) if touches(s)) {
+                if matches!(item?, Value::String(s) if touches(s.as_bytes())) {
                     return Err(field_write(w, "$unset"));
                 }
             }
@@ -344,7 +379,7 @@ fn check_pipeline_stage(name: &str, spec: Value<'_>, w: &WriteRules<'_>) -> Resu
                     v,
                     Value::Bool(_) | Value::Int32(_) | Value::Int64(_) | Value::Double(_)
                 );
-                if touches(e.key()) && (excluded || computed) {
+                if touches(e.key_bytes()) && (excluded || computed) {
                     return Err(field_write(w, "$project"));
                 }
             }

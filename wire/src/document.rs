@@ -140,7 +140,12 @@ impl RawDoc {
     /// every document twice); debug builds still validate, and the length prefix and trailing
     /// NUL that [`RawDoc::as_raw`] relies on are always checked.
     pub fn from_built(doc: RawDocumentBuf) -> Result<Self, (usize, BsonFault)> {
-        let bytes = doc.into_bytes();
+        Self::from_built_bytes(Bytes::from(doc.into_bytes()))
+    }
+
+    /// [`RawDoc::from_built`] for a document's bytes, e.g. a slice of a buffer that holds many
+    /// built documents ([`crate::element::DocBatch`]).
+    pub fn from_built_bytes(bytes: Bytes) -> Result<Self, (usize, BsonFault)> {
         debug_assert!(
             validate(&bytes, u32::MAX).is_ok(),
             "from_built given an invalid document"
@@ -153,10 +158,7 @@ impl RawDoc {
         {
             return Err((0, BsonFault::LengthMismatch));
         }
-        Ok(RawDoc {
-            bytes: Bytes::from(bytes),
-            facts: None,
-        })
+        Ok(RawDoc { bytes, facts: None })
     }
 
     /// The document as a borrowed raw BSON view.

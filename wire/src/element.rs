@@ -9,6 +9,9 @@
 //! [`ElementError`], never a panic.
 
 use bson::RawDocument;
+use bytes::Bytes;
+
+use crate::document::RawDoc;
 
 /// An element could not be read: the bytes are not the validated document they should be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -16,11 +19,17 @@ use bson::RawDocument;
 pub struct ElementError;
 
 /// One element: its key, type byte and value bytes.
+///
+/// The key is kept as bytes: the iterator has checked that they are UTF-8 (an ASCII test for the
+/// usual keys), and callers match keys by bytes ([`Element::key_bytes`]), so the `&str` is only
+/// made when someone asks for it ([`Element::key`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Element<'a> {
-    key: &'a str,
+    key: &'a [u8],
     ty: u8,
     value: &'a [u8],
+    /// The whole element as encoded: type byte, key, NUL, value.
+    raw: &'a [u8],
 }
 
 /// A decoded view of an element's value.
@@ -51,8 +60,14 @@ fn le_i32(b: &[u8]) -> Option<i32> {
 }
 
 impl<'a> Element<'a> {
-    /// The key.
+    /// The key as text. Elements only come from [`Elements`] and [`get`], which checked the
+    /// key is UTF-8; the empty fallback is unreachable.
     pub fn key(&self) -> &'a str {
+        std::str::from_utf8(self.key).unwrap_or_default()
+    }
+
+    /// The key's bytes (no NUL, valid UTF-8): what rules compare against.
+    pub fn key_bytes(&self) -> &'a [u8] {
         self.key
     }
 
@@ -129,8 +144,8 @@ impl<'a> Element<'a> {
 #[derive(Debug, Clone)]
 pub struct Elements<'a> {
     bytes: &'a [u8],
+    /// Where the next element starts; `usize::MAX` once an element failed to read.
     pos: usize,
-    failed: bool,
 }
 
 /// The elements of `doc`.
@@ -138,7 +153,6 @@ pub fn elements(doc: &RawDocument) -> Elements<'_> {
     Elements {
         bytes: doc.as_bytes(),
         pos: 4,
-        failed: false,
     }
 }
 
@@ -147,16 +161,17 @@ pub fn elements(doc: &RawDocument) -> Elements<'_> {
 pub fn get<'a>(doc: &'a RawDocument, key: &str) -> Result<Option<Element<'a>>, ElementError> {
     let mut it = elements(doc);
     while let Some(raw) = it.next_raw() {
-        let (key_bytes, ty, value) = raw?;
-        if key_bytes == key.as_bytes() {
-            let key = std::str::from_utf8(key_bytes).map_err(|_| ElementError)?;
-            return Ok(Some(Element { key, ty, value }));
+        let (e, _) = raw?;
+        if e.key == key.as_bytes() {
+            // Equal to a `&str`, so UTF-8.
+            return Ok(Some(e));
         }
     }
     Ok(None)
 }
 
 /// Size of a value of type `ty` at the start of `v`.
+#[inline(always)]
 fn value_len(ty: u8, v: &[u8]) -> Option<usize> {
     let prefixed = |extra: usize| {
         le_i32(v)
@@ -183,61 +198,101 @@ fn value_len(ty: u8, v: &[u8]) -> Option<usize> {
 }
 
 impl<'a> Elements<'a> {
-    /// The next element's key bytes, type and value bytes, without decoding the key.
+    /// The next element's key bytes (and whether they are ASCII), type, value bytes and whole
+    /// encoding, without decoding the key.
+    #[inline(always)]
     #[allow(clippy::type_complexity)]
-    fn next_raw(&mut self) -> Option<Result<(&'a [u8], u8, &'a [u8]), ElementError>> {
-        let end = self.bytes.len().checked_sub(1)?;
-        if self.failed || self.pos >= end {
+    fn next_raw(&mut self) -> Option<Result<(Element<'a>, bool), ElementError>> {
+        let bytes: &'a [u8] = self.bytes;
+        let end = bytes.len().checked_sub(1)?;
+        let pos = self.pos;
+        if pos >= end {
             return None;
         }
-        let bytes: &'a [u8] = self.bytes;
-        let pos = self.pos;
-        let step = || -> Option<(&'a [u8], u8, &'a [u8], usize)> {
-            let ty = *bytes.get(pos)?;
-            let rest = bytes.get(pos + 1..end)?;
-            // Keys are short: a plain scan beats memchr's set-up for the first 32 bytes.
-            let key_len = match rest.iter().take(32).position(|&b| b == 0) {
-                Some(n) => n,
-                None => memchr::memchr(0, rest)?,
-            };
-            let value_at = pos + 1 + key_len + 1;
-            let len = value_len(ty, bytes.get(value_at..end)?)?;
-            let value_end = value_at.checked_add(len)?;
-            if value_end > end {
-                return None;
-            }
-            Some((
-                &rest[..key_len],
-                ty,
-                bytes.get(value_at..value_end)?,
-                value_end,
-            ))
-        };
-        match step() {
-            Some((key, ty, value, next)) => {
+        match step(bytes, pos, end) {
+            Some((e, ascii, next)) => {
                 self.pos = next;
-                Some(Ok((key, ty, value)))
+                Some(Ok((e, ascii)))
             }
             None => {
-                self.failed = true;
+                self.pos = usize::MAX;
                 Some(Err(ElementError))
             }
         }
     }
 }
 
+/// One element at `pos` of a document whose terminating NUL is at `end`, whether its key is
+/// ASCII, and the position of the next element. `None` when the bytes do not hold an element
+/// there.
+#[inline(always)]
+fn step(bytes: &[u8], pos: usize, end: usize) -> Option<(Element<'_>, bool, usize)> {
+    let body = bytes.get(..end)?;
+    let ty = *body.get(pos)?;
+    let rest = body.get(pos + 1..)?;
+    let (key_len, ascii) = key_end(rest)?;
+    let value_at = pos + 1 + key_len + 1;
+    let tail = body.get(value_at..)?;
+    let len = value_len(ty, tail)?;
+    let value = tail.get(..len)?;
+    let next = value_at + len;
+    Some((
+        Element {
+            key: rest.get(..key_len)?,
+            ty,
+            value,
+            raw: body.get(pos..next)?,
+        },
+        ascii,
+        next,
+    ))
+}
+
+/// The length of the key at the start of `s` (up to its NUL) and whether it is ASCII. Keys are
+/// short, so this tests eight bytes at a time in a word (the classic has-zero-byte trick)
+/// rather than paying for memchr's set-up, and learns the ASCII answer from the same words.
+#[inline(always)]
+fn key_end(s: &[u8]) -> Option<(usize, bool)> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    let mut high = 0u64;
+    while let Some(chunk) = s.get(at..at + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        // The lowest flagged byte is the first zero byte (false positives only sit above it).
+        let zero = v.wrapping_sub(LO) & !v & HI;
+        if zero != 0 {
+            let n = (zero.trailing_zeros() / 8) as usize;
+            let below = (1u64 << (8 * n)).wrapping_sub(1);
+            return Some((at + n, (high | (v & below)) & HI == 0));
+        }
+        high |= v;
+        at += 8;
+        if at >= 64 {
+            // A long key: let memchr take over.
+            let n = at + memchr::memchr(0, s.get(at..)?)?;
+            return Some((n, s.get(..n)?.is_ascii()));
+        }
+    }
+    let tail = s.get(at..)?;
+    let n = tail.iter().position(|&b| b == 0)?;
+    Some((at + n, high & HI == 0 && tail.get(..n)?.is_ascii()))
+}
+
 impl<'a> Iterator for Elements<'a> {
     type Item = Result<Element<'a>, ElementError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         Some(match self.next_raw()? {
-            Ok((key, ty, value)) => match std::str::from_utf8(key) {
-                Ok(key) => Ok(Element { key, ty, value }),
-                Err(_) => {
-                    self.failed = true;
-                    Err(ElementError)
-                }
-            },
+            // Keys are almost always ASCII; anything else must still be UTF-8.
+            Ok((e, ascii)) if ascii || std::str::from_utf8(e.key).is_ok() => Ok(e),
+            Ok(_) => {
+                self.pos = usize::MAX;
+                Err(ElementError)
+            }
             Err(e) => Err(e),
         })
     }
@@ -275,13 +330,20 @@ impl DocBuilder {
     }
 
     fn head(&mut self, key: &str, ty: u8) -> Result<(), ElementError> {
-        if key.as_bytes().contains(&0) {
+        // Keys are short: a plain OR over the bytes beats memchr's set-up.
+        if key.bytes().fold(false, |nul, b| nul | (b == 0)) {
             return Err(ElementError);
         }
-        self.buf.push(ty);
-        self.buf.extend_from_slice(key.as_bytes());
-        self.buf.push(0);
+        self.head_bytes(key.as_bytes(), ty);
         Ok(())
+    }
+
+    /// The type byte and key of an element whose key is known to hold no NUL.
+    fn head_bytes(&mut self, key: &[u8], ty: u8) {
+        self.buf.reserve(key.len() + 2);
+        self.buf.push(ty);
+        self.buf.extend_from_slice(key);
+        self.buf.push(0);
     }
 
     /// Appends an element read from another document, bytes verbatim, under `key`.
@@ -294,20 +356,22 @@ impl DocBuilder {
     /// Appends an element read from another document under its own key. The key came out of a
     /// C string, so it holds no NUL and needs no check.
     pub fn copy(&mut self, e: &Element<'_>) {
-        self.buf.push(e.ty);
-        self.buf.extend_from_slice(e.key.as_bytes());
-        self.buf.push(0);
-        self.buf.extend_from_slice(e.value);
+        self.buf.extend_from_slice(e.raw);
     }
 
     /// Appends a string.
     pub fn str(&mut self, key: &str, s: &str) -> Result<(), ElementError> {
         self.head(key, 0x02)?;
+        self.string_value(s);
+        Ok(())
+    }
+
+    fn string_value(&mut self, s: &str) {
+        self.buf.reserve(s.len() + 5);
         self.buf
             .extend_from_slice(&((s.len() + 1) as i32).to_le_bytes());
         self.buf.extend_from_slice(s.as_bytes());
         self.buf.push(0);
-        Ok(())
     }
 
     /// Appends an embedded document.
@@ -343,28 +407,84 @@ impl DocBuilder {
         Ok(())
     }
 
+    /// Opens an embedded document (or, with `array`, an array) under `key`: what is appended
+    /// next goes inside it, until [`DocBuilder::close`]. Nested documents are written in place
+    /// this way instead of being built in a buffer of their own and copied.
+    pub fn open(&mut self, key: &str, array: bool) -> Result<Opened, ElementError> {
+        self.head(key, if array { 0x04 } else { 0x03 })?;
+        Ok(self.open_here())
+    }
+
+    /// Opens an embedded document (or array) as the next array element.
+    pub fn push_open(&mut self, array: bool) -> Result<Opened, ElementError> {
+        let key = self.index_key();
+        self.head_bytes(key.as_bytes(), if array { 0x04 } else { 0x03 });
+        Ok(self.open_here())
+    }
+
+    fn open_here(&mut self) -> Opened {
+        let opened = Opened {
+            at: self.buf.len(),
+            outer_index: self.next_index,
+        };
+        self.buf.extend_from_slice(&[0, 0, 0, 0]);
+        self.next_index = 0;
+        opened
+    }
+
+    /// Closes what [`DocBuilder::open`] opened: terminator and length prefix.
+    pub fn close(&mut self, opened: Opened) {
+        self.buf.push(0);
+        let len = (self.buf.len() - opened.at) as i32;
+        if let Some(prefix) = self.buf.get_mut(opened.at..opened.at + 4) {
+            prefix.copy_from_slice(&len.to_le_bytes());
+        }
+        self.next_index = opened.outer_index;
+    }
+
+    /// Appends the elements of `doc` (not the document itself) to what is being built.
+    pub fn extend_elements(&mut self, doc: &RawDocument) {
+        let bytes = doc.as_bytes();
+        if let Some(inner) = bytes.get(4..bytes.len().saturating_sub(1)) {
+            self.buf.extend_from_slice(inner);
+        }
+    }
+
+    /// Bytes appended so far (the length prefix is not yet set).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Appends an array element (key "0", "1", … in order) read from elsewhere.
     pub fn push_element(&mut self, e: &Element<'_>) -> Result<(), ElementError> {
         let key = self.index_key();
-        self.element(key.as_str(), e)
+        self.head_bytes(key.as_bytes(), e.ty);
+        self.buf.extend_from_slice(e.value);
+        Ok(())
     }
 
     /// Appends a document as the next array element.
     pub fn push_doc(&mut self, d: &RawDocument) -> Result<(), ElementError> {
         let key = self.index_key();
-        self.doc(key.as_str(), d)
+        self.head_bytes(key.as_bytes(), 0x03);
+        self.buf.extend_from_slice(d.as_bytes());
+        Ok(())
     }
 
     /// Appends an array (given as its document) as the next array element.
     pub fn push_array(&mut self, d: &RawDocument) -> Result<(), ElementError> {
         let key = self.index_key();
-        self.array(key.as_str(), d)
+        self.head_bytes(key.as_bytes(), 0x04);
+        self.buf.extend_from_slice(d.as_bytes());
+        Ok(())
     }
 
     /// Appends a string as the next array element.
     pub fn push_str(&mut self, s: &str) -> Result<(), ElementError> {
         let key = self.index_key();
-        self.str(key.as_str(), s)
+        self.head_bytes(key.as_bytes(), 0x02);
+        self.string_value(s);
+        Ok(())
     }
 
     fn index_key(&mut self) -> IndexKey {
@@ -386,11 +506,92 @@ impl DocBuilder {
         self.buf
     }
 
+    /// The finished document, for the wire, without a second copy or validation pass.
+    pub fn into_raw_doc(self) -> Result<RawDoc, ElementError> {
+        RawDoc::from_built_bytes(Bytes::from(self.into_bytes())).map_err(|_| ElementError)
+    }
+
     /// The finished document.
     pub fn finish(self) -> bson::RawDocumentBuf {
         let bytes = self.into_bytes();
         // Header and terminator are set just above; from_bytes checks only those.
         bson::RawDocumentBuf::from_bytes(bytes).unwrap_or_default()
+    }
+}
+
+/// A document or array opened in a [`DocBuilder`], to be closed by [`DocBuilder::close`].
+#[derive(Debug)]
+#[must_use = "an opened document must be closed"]
+pub struct Opened {
+    at: usize,
+    outer_index: usize,
+}
+
+/// Documents built one after another in one buffer and handed out as [`RawDoc`]s sharing it:
+/// one allocation for a rewritten document sequence instead of one (or three) per document.
+/// Documents that need no change are kept as they arrived.
+#[derive(Debug)]
+pub struct DocBatch {
+    out: DocBuilder,
+    docs: Vec<Batched>,
+}
+
+#[derive(Debug)]
+enum Batched {
+    Kept(RawDoc),
+    Built { at: usize, end: usize },
+}
+
+impl DocBatch {
+    /// Room for `docs` documents of `bytes` bytes in all.
+    pub fn with_capacity(docs: usize, bytes: usize) -> Self {
+        DocBatch {
+            out: DocBuilder::with_capacity(bytes + 8 * docs),
+            docs: Vec::with_capacity(docs),
+        }
+    }
+
+    /// Adds a document unchanged.
+    pub fn keep(&mut self, doc: RawDoc) {
+        self.docs.push(Batched::Kept(doc));
+    }
+
+    /// Starts the next document: append its elements to [`DocBatch::builder`], then
+    /// [`DocBatch::close`].
+    pub fn open(&mut self) -> Result<Opened, ElementError> {
+        self.out.push_open(false)
+    }
+
+    /// Where the open document's elements go.
+    pub fn builder(&mut self) -> &mut DocBuilder {
+        &mut self.out
+    }
+
+    /// Ends the document [`DocBatch::open`] started.
+    pub fn close(&mut self, opened: Opened) {
+        let at = opened.at;
+        self.out.close(opened);
+        self.docs.push(Batched::Built {
+            at,
+            end: self.out.buf.len(),
+        });
+    }
+
+    /// The documents, in the order they were added.
+    pub fn finish(self) -> Result<Vec<RawDoc>, ElementError> {
+        let bytes = Bytes::from(self.out.into_bytes());
+        self.docs
+            .into_iter()
+            .map(|d| match d {
+                Batched::Kept(doc) => Ok(doc),
+                Batched::Built { at, end } => {
+                    if at > end || end > bytes.len() {
+                        return Err(ElementError);
+                    }
+                    RawDoc::from_built_bytes(bytes.slice(at..end)).map_err(|_| ElementError)
+                }
+            })
+            .collect()
     }
 }
 
@@ -415,8 +616,13 @@ impl IndexKey {
         IndexKey { buf, start }
     }
 
+    fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or(b"0")
+    }
+
+    #[cfg(test)]
     fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("0")
     }
 }
 
@@ -505,6 +711,74 @@ mod tests {
         };
         assert_eq!(built, expected);
         assert!(DocBuilder::default().str("a\0b", "x").is_err());
+    }
+
+    #[test]
+    fn nested_documents_are_written_in_place() {
+        let user = rawdoc! { "_id": 1 };
+        let mut b = DocBuilder::default();
+        b.str("find", "c").expect("key");
+        let filter = b.open("filter", false).expect("key");
+        b.str("tenantId", "bank1").expect("key");
+        let and = b.open("$and", true).expect("key");
+        b.push_doc(&user).expect("key");
+        let inner = b.push_open(false).expect("key");
+        b.extend_elements(&rawdoc! { "a": 1, "b": "x" });
+        b.close(inner);
+        b.close(and);
+        b.close(filter);
+        b.push_str("after").expect("key");
+        let expected = rawdoc! {
+            "find": "c",
+            "filter": { "tenantId": "bank1", "$and": [ { "_id": 1 }, { "a": 1, "b": "x" } ] },
+            "0": "after",
+        };
+        assert_eq!(b.finish(), expected);
+    }
+
+    #[test]
+    fn a_batch_hands_out_built_and_kept_documents_in_order() {
+        let kept = RawDoc::from_buf(rawdoc! { "k": 1 }).expect("valid");
+        let mut batch = DocBatch::with_capacity(3, 64);
+        let o = batch.open().expect("open");
+        batch.builder().str("a", "x").expect("key");
+        batch.close(o);
+        batch.keep(kept.clone());
+        let o = batch.open().expect("open");
+        batch.close(o);
+        let docs = batch.finish().expect("built");
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0].as_raw(), rawdoc! { "a": "x" }.as_ref());
+        assert_eq!(docs[1], kept);
+        assert_eq!(docs[2].as_raw(), rawdoc! {}.as_ref());
+    }
+
+    #[test]
+    fn keys_of_every_length_are_found() {
+        for n in [0, 1, 7, 8, 9, 15, 16, 63, 64, 65, 200] {
+            let key = "k".repeat(n);
+            let mut d = bson::RawDocumentBuf::new();
+            d.append(
+                <&bson::raw::CStr>::try_from(key.as_str()).expect("no NUL"),
+                n as i32,
+            );
+            d.append(bson::raw::cstr!("z"), "é");
+            let got: Vec<(String, Value<'_>)> = elements(&d)
+                .map(|e| e.map(|e| (e.key().to_owned(), e.value())))
+                .collect::<Result<_, _>>()
+                .expect("valid");
+            assert_eq!(
+                got,
+                vec![
+                    (key.clone(), Value::Int32(n as i32)),
+                    ("z".into(), Value::String("é"))
+                ]
+            );
+        }
+        let mut bad = rawdoc! { "ab": 1 }.into_bytes();
+        bad[5] = 0xff; // the key is no longer UTF-8
+        let raw = RawDocument::from_bytes(&bad).expect("header intact");
+        assert_eq!(elements(raw).collect::<Vec<_>>(), vec![Err(ElementError)]);
     }
 
     #[test]

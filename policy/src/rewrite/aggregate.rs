@@ -35,18 +35,20 @@ pub(super) fn aggregate(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Re
     let m = t.mentions();
     let mut saw_pipeline = false;
     let out = rebuild(req, &t.options, None, &FIELDS, |e, out| {
-        match (e.key(), e.value()) {
-            ("pipeline", Value::Array(stages)) => {
-                out.array("pipeline", &rewrite(stages, input, req.db, t)?)?;
+        match (e.key_bytes(), e.value()) {
+            (b"pipeline", Value::Array(stages)) => {
+                let pipeline = out.open("pipeline", true)?;
+                rewrite(stages, input, req.db, t, out)?;
+                out.close(pipeline);
                 saw_pipeline = true;
             }
-            ("pipeline", _) => {
+            (b"pipeline", _) => {
                 return Err(Rejection::new(
                     Rule::MalformedCommand,
                     "pipeline must be an array",
                 ));
             }
-            ("let", v) => {
+            (b"let", v) => {
                 check_expression(v, &m)?;
                 out.element("let", e)?;
             }

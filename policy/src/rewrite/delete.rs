@@ -49,9 +49,10 @@ pub(super) fn delete(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
     let out = rebuild(req, &t.options, rename, &DELETE_FIELDS, |e, out| {
         match e.key() {
             "deletes" => {
-                let arr = statement_array(e, |stmt| statement(stmt, &plan, &m))?;
+                statement_array(e, list_field, out, |stmt, out| {
+                    statement(stmt, &plan, &m, out)
+                })?;
                 saw = true;
-                out.array(list_field, &arr)?;
             }
             "let" => {
                 check_expression(e.value(), &m)?;
@@ -61,8 +62,8 @@ pub(super) fn delete(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
         }
         Ok(())
     })?;
-    let sequences = statement_sequences(req, "deletes", list_field, |stmt| {
-        statement(stmt, &plan, &m)
+    let sequences = statement_sequences(req, "deletes", list_field, |stmt, out| {
+        statement(stmt, &plan, &m, out)
     })?;
     saw |= !sequences.is_empty();
     if !saw {
@@ -83,11 +84,13 @@ pub(super) fn delete(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
     })
 }
 
+/// One delete statement, rewritten: its elements are appended to `out`.
 fn statement(
     stmt: &RawDocument,
     plan: &Plan<'_>,
     m: &Mentions<'_>,
-) -> Result<DocBuilder, Rejection> {
+    out: &mut DocBuilder,
+) -> Result<(), Rejection> {
     let mut q = None;
     let mut limit: Option<Element<'_>> = None;
     let mut rest: Vec<Element<'_>> = Vec::new();
@@ -137,8 +140,7 @@ fn statement(
         }
     };
     check_filter(q, m)?;
-    let mut out = DocBuilder::with_capacity(stmt.as_bytes().len() + 96);
-    out.doc("q", &plan.scope.filter(Some(q))?)?;
+    plan.scope.write_filter(out, "q", Some(q))?;
     match &plan.soft {
         Some(u) => {
             out.doc("u", u)?;
@@ -149,5 +151,5 @@ fn statement(
     for e in rest {
         out.copy(&e);
     }
-    Ok(out)
+    Ok(())
 }

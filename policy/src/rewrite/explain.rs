@@ -69,8 +69,16 @@ pub(super) fn explain(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Reje
         now: t.now,
         options: inner_options,
     };
+    // The name check above refused an empty command.
+    let Some(first) = crate::raw::first(inner)? else {
+        return Err(Rejection::new(
+            Rule::MalformedCommand,
+            "explain must wrap a command document",
+        ));
+    };
     let inner_req = Request {
         name,
+        first,
         db: req.db,
         raw: &inner_raw,
         body: inner,

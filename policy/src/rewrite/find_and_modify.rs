@@ -55,7 +55,7 @@ pub(super) fn find_and_modify(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forwa
                 if let Some(u) = user {
                     check_filter(u, &m)?;
                 }
-                out.doc("query", &scope.filter(user)?)?;
+                scope.write_filter(out, "query", user)?;
                 saw_query = true;
             }
             ("update", u) => match rewrite_update(u, &rules)? {
@@ -73,7 +73,7 @@ pub(super) fn find_and_modify(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forwa
         Ok(())
     })?;
     if !saw_query {
-        out.doc("query", &scope.filter(None)?)?;
+        scope.write_filter(&mut out, "query", None)?;
     }
     let reply = if soft_remove {
         let mut set = DocBuilder::with_capacity(64);

@@ -8,8 +8,8 @@ use tenantgate_wire::{DocumentSequence, RawDoc};
 use super::{rebuild, target_collection};
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
-use crate::raw::{DocBuilder, Value, elements, finish};
-use crate::update::{WriteRules, rewrite_replacement};
+use crate::raw::{DocBatch, Value, elements, finish};
+use crate::update::{WriteRules, replacement_plan, write_replacement};
 
 const INSERT_FIELDS: [&str; 3] = ["documents", "ordered", "bypassDocumentValidation"];
 
@@ -18,14 +18,14 @@ pub(super) fn insert(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
     let (_, rules, _) = t.write_access(collection)?;
     let mut saw_documents = false;
     let out = rebuild(req, &t.options, None, &INSERT_FIELDS, |e, out| {
-        if e.key() == "documents" {
+        if e.key_bytes() == b"documents" {
             let Value::Array(docs) = e.value() else {
                 return Err(Rejection::new(
                     Rule::MalformedCommand,
                     "documents must be an array",
                 ));
             };
-            let mut arr = DocBuilder::with_capacity(docs.as_bytes().len() + 64);
+            let arr = out.open("documents", true)?;
             for item in elements(docs) {
                 let item = item?;
                 let Value::Document(d) = item.value() else {
@@ -34,13 +34,17 @@ pub(super) fn insert(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
                         "documents must hold documents",
                     ));
                 };
-                match rewrite_replacement(d, &rules)? {
-                    Some(new) => arr.push_doc(&new)?,
-                    None => arr.push_element(&item)?,
+                match replacement_plan(d, &rules)? {
+                    Some(needs_tenant) => {
+                        let doc = out.push_open(false)?;
+                        write_replacement(d, &rules, needs_tenant, out)?;
+                        out.close(doc);
+                    }
+                    None => out.push_element(&item)?,
                 }
             }
+            out.close(arr);
             saw_documents = true;
-            out.array("documents", &arr.finish())?;
         } else {
             out.copy(e);
         }
@@ -76,16 +80,24 @@ pub(super) fn insert(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
     })
 }
 
+/// The documents of a sequence with the tenant field (and stamps) added, built in one buffer;
+/// documents that already carry T are kept as they arrived.
 fn stamp_all(docs: &[RawDoc], rules: &WriteRules<'_>) -> Result<Vec<RawDoc>, Rejection> {
-    docs.iter()
-        .map(|d| match rewrite_replacement(d.as_raw(), rules)? {
-            Some(new) => RawDoc::from_built(new).map_err(|_| {
-                Rejection::new(
-                    Rule::MalformedCommand,
-                    "rewritten document is not valid BSON",
-                )
-            }),
-            None => Ok(d.clone()),
-        })
-        .collect()
+    let bytes: usize = docs.iter().map(RawDoc::len).sum();
+    let extra = rules.tenant_field.len()
+        + rules.tenant.len()
+        + 8
+        + if rules.stamp.is_some() { 40 } else { 0 };
+    let mut batch = DocBatch::with_capacity(docs.len(), bytes + extra * docs.len());
+    for d in docs {
+        match replacement_plan(d.as_raw(), rules)? {
+            Some(needs_tenant) => {
+                let opened = batch.open()?;
+                write_replacement(d.as_raw(), rules, needs_tenant, batch.builder())?;
+                batch.close(opened);
+            }
+            None => batch.keep(d.clone()),
+        }
+    }
+    Ok(batch.finish()?)
 }

@@ -21,7 +21,7 @@ use tenantgate_wire::RawDoc;
 use crate::decision::{Forward, Rejection, ReplyShape, Rule};
 use crate::engine::{Request, Tenant};
 use crate::options::Options;
-use crate::raw::{DocBuilder, Element, Value, elements, finish, get, truthy};
+use crate::raw::{DocBatch, DocBuilder, Element, Value, elements, finish, get, truthy};
 
 /// Fields any command may carry.
 pub(crate) const GENERIC_FIELDS: [&str; 14] = [
@@ -40,6 +40,33 @@ pub(crate) const GENERIC_FIELDS: [&str; 14] = [
     "apiStrict",
     "apiDeprecationErrors",
 ];
+
+/// Whether `key` is one of [`GENERIC_FIELDS`], compared as bytes (a `match` the compiler turns
+/// into a length switch rather than fourteen string comparisons).
+pub(crate) fn is_generic_field(key: &[u8]) -> bool {
+    matches!(
+        key,
+        b"$db"
+            | b"lsid"
+            | b"txnNumber"
+            | b"startTransaction"
+            | b"autocommit"
+            | b"$clusterTime"
+            | b"$readPreference"
+            | b"readConcern"
+            | b"writeConcern"
+            | b"maxTimeMS"
+            | b"comment"
+            | b"apiVersion"
+            | b"apiStrict"
+            | b"apiDeprecationErrors"
+    )
+}
+
+/// Whether `key` is one of `names`, compared as bytes.
+pub(crate) fn listed(names: &[&str], key: &[u8]) -> bool {
+    names.iter().any(|n| n.as_bytes() == key)
+}
 
 /// Commands answered by the proxy's connection handler; reaching the engine means a bug or a
 /// client sending them out of place.
@@ -206,19 +233,22 @@ pub(crate) fn rebuild<'b>(
     let mut out = DocBuilder::with_capacity(req.body.as_bytes().len() + 96);
     for (i, element) in elements(req.body).enumerate() {
         let e = element?;
-        let k = e.key();
+        let k = e.key_bytes();
         if i == 0 {
-            out.element(rename.unwrap_or(k), &e)?;
-        } else if k == "comment" && options.present {
-            if let Some(rest) = &options.remaining {
-                out.doc(k, rest)?;
+            match rename {
+                Some(name) => out.element(name, &e)?,
+                None => out.copy(&e),
             }
-        } else if GENERIC_FIELDS.contains(&k) {
+        } else if k == b"comment" && options.present {
+            if let Some(rest) = &options.remaining {
+                out.doc("comment", rest)?;
+            }
+        } else if is_generic_field(k) {
             out.copy(&e);
-        } else if known.contains(&k) {
+        } else if listed(known, k) {
             match k {
-                "collation" => check_collation(&e)?,
-                "bypassDocumentValidation" if truthy(e.value()) => {
+                b"collation" => check_collation(&e)?,
+                b"bypassDocumentValidation" if truthy(e.value()) => {
                     return Err(Rejection::new(
                         Rule::CommandNotAllowed,
                         "bypassDocumentValidation is reserved for super_admin",
@@ -232,7 +262,7 @@ pub(crate) fn rebuild<'b>(
                 Rule::UnknownField,
                 format!(
                     "'{}' is not a field tenantgate understands for {}",
-                    crate::audit::clip(k),
+                    crate::audit::clip(e.key()),
                     req.name
                 ),
             ));
@@ -242,12 +272,14 @@ pub(crate) fn rebuild<'b>(
 }
 
 /// The statements of a write command sent as document sequences: only `identifier` is accepted;
-/// each statement is rewritten by `rewrite` and the sequence is sent as `rename`.
+/// each statement is rewritten by `rewrite` (which appends the new statement's elements to the
+/// builder it is given) and the sequence is sent as `rename`. A sequence's statements are built
+/// in one shared buffer.
 pub(crate) fn statement_sequences(
     req: &Request<'_>,
     identifier: &str,
     rename: &str,
-    mut rewrite: impl FnMut(&bson::RawDocument) -> Result<DocBuilder, Rejection>,
+    mut rewrite: impl FnMut(&bson::RawDocument, &mut DocBuilder) -> Result<(), Rejection>,
 ) -> Result<Vec<tenantgate_wire::DocumentSequence>, Rejection> {
     let mut out = Vec::with_capacity(req.sequences.len());
     for seq in req.sequences {
@@ -261,32 +293,37 @@ pub(crate) fn statement_sequences(
                 ),
             ));
         }
-        let documents = seq
-            .documents
-            .iter()
-            .map(|d| rewrite(d.as_raw()).and_then(finish))
-            .collect::<Result<Vec<RawDoc>, _>>()?;
+        let bytes: usize = seq.documents.iter().map(RawDoc::len).sum();
+        let mut batch =
+            DocBatch::with_capacity(seq.documents.len(), bytes + 96 * seq.documents.len());
+        for d in &seq.documents {
+            let opened = batch.open()?;
+            rewrite(d.as_raw(), batch.builder())?;
+            batch.close(opened);
+        }
         out.push(tenantgate_wire::DocumentSequence {
             identifier: rename.to_owned(),
-            documents,
+            documents: batch.finish()?,
         });
     }
     Ok(out)
 }
 
 /// The statements of a write command sent in the body (`updates: [...]`), each rewritten by
-/// `rewrite`, as a new array.
+/// `rewrite` (see [`statement_sequences`]), appended to `out` as the array `key`.
 pub(crate) fn statement_array(
     e: &Element<'_>,
-    mut rewrite: impl FnMut(&bson::RawDocument) -> Result<DocBuilder, Rejection>,
-) -> Result<bson::RawDocumentBuf, Rejection> {
+    key: &str,
+    out: &mut DocBuilder,
+    mut rewrite: impl FnMut(&bson::RawDocument, &mut DocBuilder) -> Result<(), Rejection>,
+) -> Result<(), Rejection> {
     let Value::Array(stmts) = e.value() else {
         return Err(Rejection::new(
             Rule::MalformedCommand,
             format!("{} must be an array", e.key()),
         ));
     };
-    let mut arr = DocBuilder::with_capacity(stmts.as_bytes().len() + 128);
+    let arr = out.open(key, true)?;
     for item in elements(stmts) {
         let Value::Document(stmt) = item?.value() else {
             return Err(Rejection::new(
@@ -294,9 +331,12 @@ pub(crate) fn statement_array(
                 format!("{} must hold documents", e.key()),
             ));
         };
-        arr.push_doc(&rewrite(stmt)?.finish())?;
+        let opened = out.push_open(false)?;
+        rewrite(stmt, out)?;
+        out.close(opened);
     }
-    Ok(arr.finish())
+    out.close(arr);
+    Ok(())
 }
 
 /// Refuses document sequences on commands that take none.
@@ -316,11 +356,34 @@ pub(crate) fn no_sequences(req: &Request<'_>) -> Result<(), Rejection> {
 
 /// The collection a collection-level command targets (its first field's string value).
 pub(crate) fn target_collection<'b>(req: &Request<'b>) -> Result<&'b str, Rejection> {
-    match get(req.body, req.name)?.and_then(|e| e.as_str()) {
+    match req.first.as_str() {
         Some(s) => Ok(s),
         None => Err(Rejection::new(
             Rule::MalformedCommand,
             format!("'{}' must name a collection as a string", req.name),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generic_field_match_is_the_generic_field_list() {
+        for f in GENERIC_FIELDS {
+            assert!(is_generic_field(f.as_bytes()), "{f}");
+        }
+        for f in [
+            "",
+            "db",
+            "$DB",
+            "lsid2",
+            "comments",
+            "filter",
+            "apiStrict\0",
+        ] {
+            assert!(!is_generic_field(f.as_bytes()), "{f}");
+        }
     }
 }

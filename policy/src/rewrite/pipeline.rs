@@ -8,8 +8,9 @@
 //! `$documents` reads no collection. Stages that write elsewhere or expose other tenants or the
 //! server are refused; unknown stages are refused.
 
-use bson::{RawDocument, RawDocumentBuf};
+use bson::RawDocument;
 
+use super::listed;
 use crate::decision::{Rejection, Rule};
 use crate::engine::Tenant;
 use crate::filter::{check_expression, check_filter};
@@ -74,22 +75,25 @@ pub(super) enum Input<'s> {
     Scoped,
 }
 
-fn scope_match(scope: &Scope<'_>) -> Result<RawDocumentBuf, Rejection> {
-    let mut m = DocBuilder::with_capacity(96);
-    m.doc("$match", &scope.conditions()?)?;
-    Ok(m.finish())
+/// Appends `{$match: <scope>}` as the next stage.
+fn push_scope_match(scope: &Scope<'_>, out: &mut DocBuilder) -> Result<(), Rejection> {
+    let stage = out.push_open(false)?;
+    scope.write_conditions_doc(out, "$match")?;
+    out.close(stage);
+    Ok(())
 }
 
-/// Rewrites one pipeline (an array, as its document) read from `input`, in database `db`.
-/// Returns the new array document.
+/// Rewrites one pipeline (an array, as its document) read from `input`, in database `db`,
+/// appending its stages to the array open in `out` (see [`DocBuilder::open`]).
 pub(super) fn rewrite(
     stages: &RawDocument,
     input: Input<'_>,
     db: &str,
     t: &Tenant<'_>,
-) -> Result<RawDocumentBuf, Rejection> {
+    out: &mut DocBuilder,
+) -> Result<(), Rejection> {
     let m = t.mentions();
-    let mut out = DocBuilder::with_capacity(stages.as_bytes().len() + 128);
+    let mut written = false;
     for (i, item) in elements(stages).enumerate() {
         let item = item?;
         let Value::Document(stage) = item.value() else {
@@ -99,25 +103,26 @@ pub(super) fn rewrite(
             ));
         };
         let spec = single_field(stage)?;
-        let name = spec.key();
+        let name = spec.key_bytes();
+        written = true;
         if i == 0 {
             match (input, name) {
-                (Input::Collection(scope), "$geoNear") => {
-                    out.push_doc(&geo_near(&spec, &scope, t)?)?;
+                (Input::Collection(scope), b"$geoNear") => {
+                    geo_near(&spec, &scope, t, out)?;
                     continue;
                 }
                 (Input::Collection(scope), _) => {
-                    if name == "$documents" {
+                    if name == b"$documents" {
                         return Err(Rejection::new(
                             Rule::MalformedCommand,
                             "$documents must start a pipeline that reads no collection",
                         ));
                     }
                     if !scope.is_empty() {
-                        out.push_doc(&scope_match(&scope)?)?;
+                        push_scope_match(&scope, out)?;
                     }
                 }
-                (Input::Documents, "$documents") => {
+                (Input::Documents, b"$documents") => {
                     check_expression(spec.value(), &m)?;
                     out.push_element(&item)?;
                     continue;
@@ -132,7 +137,7 @@ pub(super) fn rewrite(
             }
         }
         match name {
-            "$match" => {
+            b"$match" => {
                 let Value::Document(filter) = spec.value() else {
                     return Err(Rejection::new(
                         Rule::MalformedCommand,
@@ -142,40 +147,41 @@ pub(super) fn rewrite(
                 check_filter(filter, &m)?;
                 out.push_element(&item)?;
             }
-            "$lookup" => out.push_doc(&single("$lookup", &lookup(&spec, db, t)?)?)?,
-            "$graphLookup" => {
-                out.push_doc(&single("$graphLookup", &graph_lookup(&spec, db, t)?)?)?
-            }
-            "$unionWith" => out.push_doc(&single("$unionWith", &union_with(&spec, db, t)?)?)?,
-            "$facet" => out.push_doc(&single("$facet", &facet(&spec, db, t)?)?)?,
-            "$geoNear" | "$documents" => {
+            b"$lookup" => lookup(&spec, db, t, out)?,
+            b"$graphLookup" => graph_lookup(&spec, db, t, out)?,
+            b"$unionWith" => union_with(&spec, db, t, out)?,
+            b"$facet" => facet(&spec, db, t, out)?,
+            b"$geoNear" | b"$documents" => {
                 return Err(Rejection::new(
                     Rule::StageNotAllowed,
-                    format!("{name} is only allowed as the first stage"),
+                    format!("{} is only allowed as the first stage", spec.key()),
                 ));
             }
-            _ if SAFE_STAGES.contains(&name) => out.push_element(&item)?,
-            _ if DENIED_STAGES.contains(&name) => {
+            _ if listed(&SAFE_STAGES, name) => out.push_element(&item)?,
+            _ if listed(&DENIED_STAGES, name) => {
                 return Err(Rejection::new(
                     Rule::StageNotAllowed,
-                    format!("{name} is not allowed for tenants"),
+                    format!("{} is not allowed for tenants", spec.key()),
                 ));
             }
             _ => {
                 return Err(Rejection::new(
                     Rule::UnknownStage,
-                    format!("unknown aggregation stage {}", crate::audit::clip(name)),
+                    format!(
+                        "unknown aggregation stage {}",
+                        crate::audit::clip(spec.key())
+                    ),
                 ));
             }
         }
     }
-    if let (Input::Collection(scope), true) = (input, out.is_empty()) {
+    if let (Input::Collection(scope), false) = (input, written) {
         // An empty pipeline still returns every document of the collection: scope it.
         if !scope.is_empty() {
-            out.push_doc(&scope_match(&scope)?)?;
+            push_scope_match(&scope, out)?;
         }
     }
-    Ok(out.finish())
+    Ok(())
 }
 
 fn single_field(stage: &RawDocument) -> Result<Element<'_>, Rejection> {
@@ -189,10 +195,31 @@ fn single_field(stage: &RawDocument) -> Result<Element<'_>, Rejection> {
     }
 }
 
-fn single(name: &str, spec: &RawDocument) -> Result<RawDocumentBuf, Rejection> {
-    let mut d = DocBuilder::with_capacity(spec.as_bytes().len() + 16);
-    d.doc(name, spec)?;
-    Ok(d.finish())
+/// Opens the next stage, `{name: {…}}`; close both with [`close_stage`].
+fn open_stage(
+    name: &str,
+    out: &mut DocBuilder,
+) -> Result<
+    (
+        tenantgate_wire::element::Opened,
+        tenantgate_wire::element::Opened,
+    ),
+    Rejection,
+> {
+    let stage = out.push_open(false)?;
+    let spec = out.open(name, false)?;
+    Ok((stage, spec))
+}
+
+fn close_stage(
+    out: &mut DocBuilder,
+    (stage, spec): (
+        tenantgate_wire::element::Opened,
+        tenantgate_wire::element::Opened,
+    ),
+) {
+    out.close(spec);
+    out.close(stage);
 }
 
 fn spec_doc<'a>(spec: &Element<'a>) -> Result<&'a RawDocument, Rejection> {
@@ -209,13 +236,14 @@ fn geo_near(
     spec: &Element<'_>,
     scope: &Scope<'_>,
     t: &Tenant<'_>,
-) -> Result<RawDocumentBuf, Rejection> {
+    out: &mut DocBuilder,
+) -> Result<(), Rejection> {
     let d = spec_doc(spec)?;
-    let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 96);
+    let opened = open_stage("$geoNear", out)?;
     let mut saw = false;
     for element in elements(d) {
         let e = element?;
-        if e.key() == "query" {
+        if e.key_bytes() == b"query" {
             let Value::Document(q) = e.value() else {
                 return Err(Rejection::new(
                     Rule::MalformedCommand,
@@ -223,16 +251,17 @@ fn geo_near(
                 ));
             };
             check_filter(q, &t.mentions())?;
-            out.doc("query", &scope.filter(Some(q))?)?;
+            scope.write_filter(out, "query", Some(q))?;
             saw = true;
         } else {
             out.copy(&e);
         }
     }
     if !saw && !scope.is_empty() {
-        out.doc("query", &scope.conditions()?)?;
+        scope.write_conditions_doc(out, "query")?;
     }
-    single("$geoNear", &out.finish())
+    close_stage(out, opened);
+    Ok(())
 }
 
 /// The collection a sub-read names: `from: "c"` or `from: {db, coll}` in the same database.
@@ -257,7 +286,12 @@ fn foreign<'v>(v: Value<'v>, db: &str, what: &str) -> Result<&'v str, Rejection>
     }
 }
 
-fn lookup(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf, Rejection> {
+fn lookup(
+    spec: &Element<'_>,
+    db: &str,
+    t: &Tenant<'_>,
+    out: &mut DocBuilder,
+) -> Result<(), Rejection> {
     const FIELDS: [&str; 6] = [
         "from",
         "localField",
@@ -271,33 +305,28 @@ fn lookup(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf
     let mut pipeline = None;
     for element in elements(d) {
         let e = element?;
-        match e.key() {
-            "from" => from = Some(foreign(e.value(), db, "$lookup")?),
-            "pipeline" => pipeline = Some(as_stages(&e)?),
-            "let" => check_expression(e.value(), &t.mentions())?,
-            k if FIELDS.contains(&k) => {}
-            k => {
+        match e.key_bytes() {
+            b"from" => from = Some(foreign(e.value(), db, "$lookup")?),
+            b"pipeline" => pipeline = Some(as_stages(&e)?),
+            b"let" => check_expression(e.value(), &t.mentions())?,
+            k if listed(&FIELDS, k) => {}
+            _ => {
                 return Err(Rejection::new(
                     Rule::UnknownField,
-                    format!("'{}' is not a $lookup field", crate::audit::clip(k)),
+                    format!("'{}' is not a $lookup field", crate::audit::clip(e.key())),
                 ));
             }
         }
     }
-    let sub = match (from, pipeline) {
+    let input = match (from, pipeline) {
         (Some(coll), p) => {
             let scope = t.read_scope(coll)?;
             match p {
-                Some(p) => Some(rewrite(p, Input::Collection(scope), db, t)?),
                 None if scope.is_empty() => None,
-                None => {
-                    let mut arr = DocBuilder::with_capacity(96);
-                    arr.push_doc(&scope_match(&scope)?)?;
-                    Some(arr.finish())
-                }
+                _ => Some(Input::Collection(scope)),
             }
         }
-        (None, Some(p)) => Some(rewrite(p, Input::Documents, db, t)?),
+        (None, Some(_)) => Some(Input::Documents),
         (None, None) => {
             return Err(Rejection::new(
                 Rule::MalformedCommand,
@@ -305,20 +334,39 @@ fn lookup(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf
             ));
         }
     };
-    let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 128);
+    let opened = open_stage("$lookup", out)?;
     for element in elements(d) {
         let e = element?;
-        if e.key() != "pipeline" {
+        if e.key_bytes() != b"pipeline" {
             out.copy(&e);
         }
     }
-    if let Some(sub) = sub {
-        out.array("pipeline", &sub)?;
+    if let Some(input) = input {
+        let sub = out.open("pipeline", true)?;
+        let stages = match pipeline {
+            Some(p) => p,
+            None => empty_pipeline()?,
+        };
+        rewrite(stages, input, db, t, out)?;
+        out.close(sub);
     }
-    Ok(out.finish())
+    close_stage(out, opened);
+    Ok(())
 }
 
-fn graph_lookup(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf, Rejection> {
+/// `[]`: a pipeline of no stages.
+fn empty_pipeline() -> Result<&'static RawDocument, Rejection> {
+    static EMPTY: [u8; 5] = [5, 0, 0, 0, 0];
+    RawDocument::from_bytes(&EMPTY)
+        .map_err(|_| Rejection::new(Rule::MalformedCommand, "empty pipeline"))
+}
+
+fn graph_lookup(
+    spec: &Element<'_>,
+    db: &str,
+    t: &Tenant<'_>,
+    out: &mut DocBuilder,
+) -> Result<(), Rejection> {
     const FIELDS: [&str; 8] = [
         "from",
         "startWith",
@@ -340,14 +388,14 @@ fn graph_lookup(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocum
         }
     };
     let scope = t.read_scope(coll)?;
-    let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 128);
+    let opened = open_stage("$graphLookup", out)?;
     let mut saw = false;
     for element in elements(d) {
         let e = element?;
         match (e.key(), e.value()) {
             ("restrictSearchWithMatch", Value::Document(f)) => {
                 check_filter(f, &t.mentions())?;
-                out.doc("restrictSearchWithMatch", &scope.filter(Some(f))?)?;
+                scope.write_filter(out, "restrictSearchWithMatch", Some(f))?;
                 saw = true;
             }
             ("restrictSearchWithMatch", _) => {
@@ -370,12 +418,18 @@ fn graph_lookup(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocum
         }
     }
     if !saw && !scope.is_empty() {
-        out.doc("restrictSearchWithMatch", &scope.conditions()?)?;
+        scope.write_conditions_doc(out, "restrictSearchWithMatch")?;
     }
-    Ok(out.finish())
+    close_stage(out, opened);
+    Ok(())
 }
 
-fn union_with(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf, Rejection> {
+fn union_with(
+    spec: &Element<'_>,
+    db: &str,
+    t: &Tenant<'_>,
+    out: &mut DocBuilder,
+) -> Result<(), Rejection> {
     let (coll, pipeline) = match spec.value() {
         Value::String(s) => (Some(s), None),
         Value::Document(d) => {
@@ -403,36 +457,53 @@ fn union_with(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumen
             ));
         }
     };
-    let empty = DocBuilder::with_capacity(8).finish();
-    let mut out = DocBuilder::with_capacity(256);
-    let sub = match coll {
-        Some(c) => {
+    let (stages, input) = match (coll, pipeline) {
+        (Some(c), p) => {
             let scope = t.read_scope(c)?;
-            out.str("coll", c)?;
-            rewrite(pipeline.unwrap_or(&empty), Input::Collection(scope), db, t)?
+            (
+                match p {
+                    Some(p) => p,
+                    None => empty_pipeline()?,
+                },
+                Input::Collection(scope),
+            )
         }
-        None => match pipeline {
-            Some(p) => rewrite(p, Input::Documents, db, t)?,
-            None => {
-                return Err(Rejection::new(
-                    Rule::MalformedCommand,
-                    "$unionWith needs coll or pipeline",
-                ));
-            }
-        },
+        (None, Some(p)) => (p, Input::Documents),
+        (None, None) => {
+            return Err(Rejection::new(
+                Rule::MalformedCommand,
+                "$unionWith needs coll or pipeline",
+            ));
+        }
     };
-    out.array("pipeline", &sub)?;
-    Ok(out.finish())
+    let opened = open_stage("$unionWith", out)?;
+    if let Some(c) = coll {
+        out.str("coll", c)?;
+    }
+    let sub = out.open("pipeline", true)?;
+    rewrite(stages, input, db, t, out)?;
+    out.close(sub);
+    close_stage(out, opened);
+    Ok(())
 }
 
-fn facet(spec: &Element<'_>, db: &str, t: &Tenant<'_>) -> Result<RawDocumentBuf, Rejection> {
+fn facet(
+    spec: &Element<'_>,
+    db: &str,
+    t: &Tenant<'_>,
+    out: &mut DocBuilder,
+) -> Result<(), Rejection> {
     let d = spec_doc(spec)?;
-    let mut out = DocBuilder::with_capacity(d.as_bytes().len() + 64);
+    let opened = open_stage("$facet", out)?;
     for element in elements(d) {
         let e = element?;
-        out.array(e.key(), &rewrite(as_stages(&e)?, Input::Scoped, db, t)?)?;
+        let stages = as_stages(&e)?;
+        let branch = out.open(e.key(), true)?;
+        rewrite(stages, Input::Scoped, db, t, out)?;
+        out.close(branch);
     }
-    Ok(out.finish())
+    close_stage(out, opened);
+    Ok(())
 }
 
 fn as_stages<'a>(e: &Element<'a>) -> Result<&'a RawDocument, Rejection> {

@@ -46,25 +46,25 @@ pub(super) fn read(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejecti
     };
     let mut saw_filter = false;
     let mut out = rebuild(req, &t.options, None, known, |e, out| {
-        let k = e.key();
-        if k == filter_field {
+        let k = e.key_bytes();
+        if k == filter_field.as_bytes() {
             let user = match e.value() {
                 Value::Document(d) => Some(d),
                 Value::Null | Value::Other(0x06) => None,
                 _ => {
                     return Err(Rejection::new(
                         Rule::MalformedCommand,
-                        format!("{k} must be a document"),
+                        format!("{filter_field} must be a document"),
                     ));
                 }
             };
             if let Some(u) = user {
                 check_filter(u, &m)?;
             }
-            out.doc(k, &scope.filter(user)?)?;
+            scope.write_filter(out, filter_field, user)?;
             saw_filter = true;
         } else {
-            if k == "let" {
+            if k == b"let" {
                 check_expression(e.value(), &m)?;
             }
             out.copy(e);
@@ -72,7 +72,7 @@ pub(super) fn read(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejecti
         Ok(())
     })?;
     if !saw_filter {
-        out.doc(filter_field, &scope.filter(None)?)?;
+        scope.write_filter(&mut out, filter_field, None)?;
     }
     Ok(Forward {
         body: finish(out)?,

@@ -30,13 +30,14 @@ pub(super) fn update(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
     let m = t.mentions();
     let mut saw_updates = false;
     let out = rebuild(req, &t.options, None, &UPDATE_FIELDS, |e, out| {
-        match e.key() {
-            "updates" => {
-                let arr = statement_array(e, |stmt| statement(stmt, &scope, &rules, &m))?;
+        match e.key_bytes() {
+            b"updates" => {
+                statement_array(e, "updates", out, |stmt, out| {
+                    statement(stmt, &scope, &rules, &m, out)
+                })?;
                 saw_updates = true;
-                out.array("updates", &arr)?;
             }
-            "let" => {
+            b"let" => {
                 check_expression(e.value(), &m)?;
                 out.copy(e);
             }
@@ -44,8 +45,8 @@ pub(super) fn update(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
         }
         Ok(())
     })?;
-    let sequences = statement_sequences(req, "updates", "updates", |stmt| {
-        statement(stmt, &scope, &rules, &m)
+    let sequences = statement_sequences(req, "updates", "updates", |stmt, out| {
+        statement(stmt, &scope, &rules, &m, out)
     })?;
     saw_updates |= !sequences.is_empty();
     if !saw_updates {
@@ -61,51 +62,51 @@ pub(super) fn update(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Rejec
     })
 }
 
-/// One update statement, rewritten.
+/// One update statement, rewritten: its elements are appended to `out`.
 fn statement(
     stmt: &RawDocument,
     scope: &Scope<'_>,
     rules: &WriteRules<'_>,
     m: &Mentions<'_>,
-) -> Result<DocBuilder, Rejection> {
-    let mut out = DocBuilder::with_capacity(stmt.as_bytes().len() + 96);
+    out: &mut DocBuilder,
+) -> Result<(), Rejection> {
     let (mut saw_q, mut saw_u) = (false, false);
     for element in elements(stmt) {
         let e = element?;
-        match (e.key(), e.value()) {
-            ("q", Value::Document(q)) => {
+        match (e.key_bytes(), e.value()) {
+            (b"q", Value::Document(q)) => {
                 check_filter(q, m)?;
-                out.doc("q", &scope.filter(Some(q))?)?;
+                scope.write_filter(out, "q", Some(q))?;
                 saw_q = true;
             }
-            ("q", _) => {
+            (b"q", _) => {
                 return Err(Rejection::new(
                     Rule::MalformedCommand,
                     "q must be a document",
                 ));
             }
-            ("u", u) => {
+            (b"u", u) => {
                 match rewrite_update(u, rules)? {
-                    Some(updated) => updated.append_to(&mut out, "u")?,
+                    Some(updated) => updated.append_to(out, "u")?,
                     None => out.element("u", &e)?,
                 }
                 saw_u = true;
             }
-            ("c", c) => {
+            (b"c", c) => {
                 check_expression(c, m)?;
                 out.element("c", &e)?;
             }
-            ("collation", _) => {
+            (b"collation", _) => {
                 check_collation(&e)?;
                 out.element("collation", &e)?;
             }
-            (k, _) if STATEMENT_FIELDS.contains(&k) => out.copy(&e),
-            (k, _) => {
+            (k, _) if super::listed(&STATEMENT_FIELDS, k) => out.copy(&e),
+            _ => {
                 return Err(Rejection::new(
                     Rule::UnknownField,
                     format!(
                         "'{}' is not an update statement field",
-                        crate::audit::clip(k)
+                        crate::audit::clip(e.key())
                     ),
                 ));
             }
@@ -117,5 +118,5 @@ fn statement(
             "an update statement needs q and u",
         ));
     }
-    Ok(out)
+    Ok(())
 }
