@@ -10,6 +10,10 @@
 //! MONGODB_URI=mongodb://127.0.0.1:27017/ cargo bench --bench end_to_end -- --connections 1,16 --seconds 10
 //! ```
 //!
+//! Each connection count also runs the *scoped filter shape* directly: the filter tenantgate
+//! forwards (`{tenantId, deletedAt: null, $and: [{_id}]}`), so an upstream whose planner
+//! handles it worse than `{_id}` shows up as such rather than as proxy cost.
+//!
 //! A slow upstream hides the proxy's cost (a SecantusDB `find_one` takes hundreds of µs);
 //! `benches/proxy_overhead.rs` is the benchmark that isolates it.
 
@@ -168,10 +172,24 @@ async fn client(uri: &str, pool: usize) -> mongodb::Client {
     mongodb::Client::with_options(options).expect("client")
 }
 
+/// The filter for document `n`: `{_id}` as the application sends it, or (`scoped`) the shape
+/// tenantgate forwards, `{tenantId, deletedAt: null, $and: [{_id}]}`, sent directly to show
+/// what the upstream's planner makes of it.
+fn filter(n: usize, scoped: bool) -> Document {
+    let id = format!("pay_{n:06}");
+    if scoped {
+        doc! { "tenantId": "bank1", "deletedAt": bson::Bson::Null, "$and": [ { "_id": id } ] }
+    } else {
+        doc! { "_id": id }
+    }
+}
+
 /// Closed loops of `find_one` by `_id` on `connections` tasks sharing one driver client.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     client: &mongodb::Client,
     database: &str,
+    scoped: bool,
     connections: usize,
     documents: usize,
     warmup: Duration,
@@ -184,7 +202,7 @@ async fn run(
     for i in 0..connections {
         let coll = coll.clone();
         warm.push(tokio::spawn(async move {
-            coll.find_one(doc! { "_id": format!("pay_{i:06}") }).await
+            coll.find_one(filter(i, scoped)).await
         }));
     }
     for w in warm {
@@ -202,10 +220,7 @@ async fn run(
             while !stop.load(Ordering::Relaxed) {
                 n = (n + 7919) % documents;
                 let started = Instant::now();
-                let found = coll
-                    .find_one(doc! { "_id": format!("pay_{n:06}") })
-                    .await
-                    .expect("find_one");
+                let found = coll.find_one(filter(n, scoped)).await.expect("find_one");
                 assert!(found.is_some(), "pay_{n:06} missing");
                 if recording.load(Ordering::Relaxed) {
                     latencies.push(u32::try_from(started.elapsed().as_nanos()).unwrap_or(u32::MAX));
@@ -283,9 +298,20 @@ fn main() {
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &o.connections {
         for _ in 0..o.rounds {
+            let ds = rt.block_on(run(
+                &direct,
+                &database,
+                true,
+                n,
+                o.documents,
+                warmup,
+                measure,
+                |_| {},
+            ));
             let d = rt.block_on(run(
                 &direct,
                 &database,
+                false,
                 n,
                 o.documents,
                 warmup,
@@ -296,6 +322,7 @@ fn main() {
             let p = rt.block_on(run(
                 &through,
                 &database,
+                false,
                 n,
                 o.documents,
                 warmup,
@@ -314,6 +341,13 @@ fn main() {
                 d.quantile_us(0.5),
                 d.quantile_us(0.99),
                 d.quantile_us(0.999)
+            );
+            println!(
+                "| {n} | direct, scoped filter shape | {:.0} | {:.0} | {:.0} | {:.0} | | | |",
+                ds.throughput(),
+                ds.quantile_us(0.5),
+                ds.quantile_us(0.99),
+                ds.quantile_us(0.999)
             );
             println!(
                 "| {n} | tenantgate | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} % | {:.1} |",
