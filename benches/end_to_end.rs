@@ -204,7 +204,7 @@ async fn run(
     documents: usize,
     warmup: Duration,
     measure: Duration,
-    mut window: impl FnMut(bool),
+    window: impl FnMut(bool),
 ) -> loadgen::Sample {
     let coll = client.database(database).collection::<Document>("payments");
     // Every connection opened and authenticated before timing starts.
@@ -236,28 +236,12 @@ async fn run(
                     latencies.push(u32::try_from(started.elapsed().as_nanos()).unwrap_or(u32::MAX));
                 }
             }
-            latencies
+            Ok(latencies)
         }));
     }
-    tokio::time::sleep(warmup).await;
-    window(true);
-    recording.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(measure).await;
-    recording.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    window(false);
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.append(&mut t.await.expect("task"));
-    }
-    latencies.sort_unstable();
-    loadgen::Sample {
-        commands: latencies.len() as u64,
-        elapsed,
-        latencies,
-    }
+    loadgen::measure_window(warmup, measure, &recording, &stop, window, tasks)
+        .await
+        .expect("load tasks")
 }
 
 fn main() {

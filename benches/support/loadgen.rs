@@ -146,7 +146,7 @@ pub async fn run(
     database: &str,
     warmup: Duration,
     measure: Duration,
-    mut window: impl FnMut(bool),
+    window: impl FnMut(bool),
 ) -> std::io::Result<Sample> {
     let mut conns = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -188,6 +188,19 @@ pub async fn run(
             Ok::<_, std::io::Error>(latencies)
         }));
     }
+    measure_window(warmup, measure, &recording, &stop, window, tasks).await
+}
+
+/// The timing shared by every load loop: lets `tasks` warm up, records for `measure` (calling
+/// `window` at both ends), stops them and merges their latencies.
+pub async fn measure_window(
+    warmup: Duration,
+    measure: Duration,
+    recording: &AtomicBool,
+    stop: &AtomicBool,
+    mut window: impl FnMut(bool),
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<Vec<u32>>>>,
+) -> std::io::Result<Sample> {
     tokio::time::sleep(warmup).await;
     window(true);
     recording.store(true, Ordering::Relaxed);
