@@ -19,8 +19,10 @@
 
 #[path = "support/loadgen.rs"]
 mod loadgen;
+#[path = "support/process.rs"]
+mod process;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -83,50 +85,11 @@ fn options() -> Options {
     o
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let hz: f64 = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0);
-    (ticks(11) + ticks(12)) as f64 / hz
-}
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start_tenantgate(upstream: &str, database: &str, dir: &std::path::Path) -> (Child, u16) {
-    let proxy_port = free_port();
-    let api_port = free_port();
-    let config = dir.join("tenantgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let proxy_port = process::free_port();
+    let api_port = process::free_port();
+    let config = format!(
+        r#"
 [upstream]
 uri = "{upstream}"
 pool_size = 64
@@ -151,25 +114,8 @@ username = "svc-bank1"
 password = "bank1-secret"
 tenant = "bank1"
 "#
-        ),
-    )
-    .expect("config written");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("tenantgate starts");
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(("127.0.0.1", proxy_port)).is_ok() {
-            return (child, proxy_port);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("tenantgate did not listen on {proxy_port}");
+    );
+    (process::serve(dir, &config, proxy_port), proxy_port)
 }
 
 async fn client(uri: &str, pool: usize) -> mongodb::Client {
@@ -275,7 +221,7 @@ fn main() {
     });
     let (proxy, port) = start_tenantgate(&o.upstream, &database, &dir);
     let pid = proxy.id();
-    let _guard = Guard(proxy);
+    let _guard = process::Guard(vec![proxy]);
     let through = rt.block_on(client(
         &format!(
             "mongodb://svc-bank1:bank1-secret@127.0.0.1:{port}/?authSource=admin&directConnection=true"
@@ -312,7 +258,7 @@ fn main() {
                 measure,
                 |_| {},
             ));
-            let mut cpu = (0.0, 0.0);
+            let mut cpu = ((0.0, 0.0), (0.0, 0.0));
             let p = rt.block_on(run(
                 &through,
                 &database,
@@ -323,9 +269,9 @@ fn main() {
                 measure,
                 |s| {
                     if s {
-                        cpu.0 = cpu_seconds(pid);
+                        cpu.0 = process::cpu_seconds(pid);
                     } else {
-                        cpu.1 = cpu_seconds(pid);
+                        cpu.1 = process::cpu_seconds(pid);
                     }
                 },
             ));
@@ -358,7 +304,10 @@ fn main() {
                 p.quantile_us(0.999),
                 p.quantile_us(0.5) - d.quantile_us(0.5),
                 100.0 * p.throughput() / d.throughput(),
-                (cpu.1 - cpu.0) * 1e6 / p.commands.max(1) as f64
+                {
+                    let (user, system) = process::per_command(cpu, p.commands);
+                    user + system
+                }
             );
         }
     }

@@ -18,6 +18,8 @@
 
 #[path = "support/loadgen.rs"]
 mod loadgen;
+#[path = "support/process.rs"]
+mod process;
 #[path = "support/responder.rs"]
 mod responder;
 
@@ -96,41 +98,6 @@ fn options() -> Options {
     o
 }
 
-/// A free loopback port (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// (user, system) CPU of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the `(comm)`, which may contain spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after `) state`.
-    let hz = clock_ticks();
-    (ticks(11) as f64 / hz, ticks(12) as f64 / hz)
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 /// Resident set size of `pid`, in MiB.
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -197,17 +164,6 @@ async fn soak(through: &str, seconds: u64, pid: u32) {
     }
 }
 
-struct Guard(Vec<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn start_responder() -> (Child, u16) {
     let mut child = Command::new(std::env::current_exe().expect("own path"))
         .arg("--responder")
@@ -228,13 +184,10 @@ fn start_responder() -> (Child, u16) {
 }
 
 fn start_tenantgate(upstream_port: u16, dir: &std::path::Path) -> (Child, u16) {
-    let proxy_port = free_port();
-    let api_port = free_port();
-    let config = dir.join("tenantgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let proxy_port = process::free_port();
+    let api_port = process::free_port();
+    let config = format!(
+        r#"
 [upstream]
 uri = "mongodb://127.0.0.1:{upstream_port}/"
 pool_size = 128
@@ -254,25 +207,8 @@ username = "svc-bank1"
 password = "bank1-secret"
 tenant = "bank1"
 "#
-        ),
-    )
-    .expect("config written");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("tenantgate starts");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", proxy_port)).is_ok() {
-            return (child, proxy_port);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("tenantgate did not listen on {proxy_port}");
+    );
+    (process::serve(dir, &config, proxy_port), proxy_port)
 }
 
 fn print_table(rows: &[Row]) {
@@ -306,15 +242,6 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// (user, system) µs per command between two CPU samples.
-fn per_command(cpu: ((f64, f64), (f64, f64)), commands: u64) -> (f64, f64) {
-    let n = commands.max(1) as f64;
-    (
-        ((cpu.1).0 - (cpu.0).0) * 1e6 / n,
-        ((cpu.1).1 - (cpu.0).1) * 1e6 / n,
-    )
-}
-
 struct Row {
     connections: usize,
     direct: loadgen::Sample,
@@ -346,7 +273,7 @@ fn main() {
     let responder_pid = responder.id();
     let (proxy, proxy_port) = start_tenantgate(upstream_port, &dir);
     let proxy_pid = proxy.id();
-    let _guard = Guard(vec![proxy, responder]);
+    let _guard = process::Guard(vec![proxy, responder]);
     let direct = format!("127.0.0.1:{upstream_port}");
     let through = format!("127.0.0.1:{proxy_port}");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -372,14 +299,14 @@ fn main() {
                     measure,
                     |start| {
                         if start {
-                            rcpu.0 = cpu_seconds(responder_pid);
+                            rcpu.0 = process::cpu_seconds(responder_pid);
                         } else {
-                            rcpu.1 = cpu_seconds(responder_pid);
+                            rcpu.1 = process::cpu_seconds(responder_pid);
                         }
                     },
                 ))
                 .expect("direct run");
-            let responder_cpu_us = per_command(rcpu, d.commands);
+            let responder_cpu_us = process::per_command(rcpu, d.commands);
             let mut cpu = ((0.0, 0.0), (0.0, 0.0));
             let p = rt
                 .block_on(loadgen::run(
@@ -391,9 +318,9 @@ fn main() {
                     measure,
                     |start| {
                         if start {
-                            cpu.0 = cpu_seconds(proxy_pid);
+                            cpu.0 = process::cpu_seconds(proxy_pid);
                         } else {
-                            cpu.1 = cpu_seconds(proxy_pid);
+                            cpu.1 = process::cpu_seconds(proxy_pid);
                         }
                     },
                 ))
@@ -404,7 +331,7 @@ fn main() {
                 d.commands,
                 p.commands
             );
-            let proxy_cpu_us = per_command(cpu, p.commands);
+            let proxy_cpu_us = process::per_command(cpu, p.commands);
             eprintln!(
                 "connections {n} round {}: direct {:.0}/s, through tenantgate {:.0}/s",
                 round + 1,
