@@ -161,6 +161,17 @@ impl Manifest {
                 "manifest checksums of {} are malformed",
                 c.file
             );
+            // Export writes only real collections. A view definition smuggled into the options
+            // would make import create a view whose pipeline (`$unionWith`, `$lookup`, `$set`)
+            // could hand other tenants' documents to this tenant under the tenant's name.
+            ensure!(
+                c.options.is_object()
+                    && ["viewOn", "pipeline"]
+                        .iter()
+                        .all(|k| c.options.get(k).is_none()),
+                "manifest options of {} are not plain collection options (a view definition, or not a document)",
+                c.file
+            );
             ensure!(
                 c.soft_deleted <= c.documents,
                 "manifest counts of {} are inconsistent",
@@ -195,6 +206,55 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manifest(options: serde_json::Value) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            export_id: "abc123".into(),
+            tenant: "bank1".into(),
+            tenant_field: "tenantId".into(),
+            soft_delete_field: "deletedAt".into(),
+            exported_at: "2026-11-27T00:00:00Z".into(),
+            tenantgate_version: "0.1.0".into(),
+            source: "127.0.0.1:27017".into(),
+            registry: None,
+            collections: vec![CollectionEntry {
+                database: "app".into(),
+                collection: "payments".into(),
+                file: data_file(0),
+                documents: 1,
+                soft_deleted: 0,
+                bson_bytes: 10,
+                file_sha256: "0".repeat(64),
+                content_sha256: "0".repeat(64),
+                options,
+                indexes: Vec::new(),
+            }],
+            skipped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn collection_options_may_not_define_a_view() {
+        assert!(manifest(serde_json::json!({})).check().is_ok());
+        assert!(
+            manifest(serde_json::json!({ "validator": { "amount": { "$type": "long" } } }))
+                .check()
+                .is_ok()
+        );
+        for bad in [
+            serde_json::json!({ "viewOn": "customers" }),
+            serde_json::json!({ "pipeline": [ { "$unionWith": "other" } ] }),
+            serde_json::json!([]),
+        ] {
+            let err = manifest(bad.clone()).check().expect_err("refused");
+            assert!(
+                err.to_string().contains("not plain collection options"),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn only_the_files_export_writes_are_accepted() {
