@@ -15,7 +15,7 @@
 //! It ends by comparing the target's content digests with the manifest's.
 
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -29,6 +29,9 @@ use super::verify;
 
 /// The collection of import checkpoints, in the target's internal database.
 pub const CHECKPOINTS: &str = "tenant_imports";
+
+/// Longest data-file line accepted (one document as canonical Extended JSON).
+const MAX_LINE_BYTES: u64 = 128 << 20;
 
 /// Largest insert batch in bytes (MongoDB accepts 48 MB messages; smaller keeps memory low).
 const BATCH_BYTES: usize = 8 << 20;
@@ -182,12 +185,22 @@ impl<'a> DocReader<'a> {
     fn next_doc(&mut self) -> Result<Option<(u64, Vec<u8>, Document)>> {
         let (manifest, entry) = (self.manifest, self.entry);
         self.line.clear();
-        let n = self
-            .reader
+        // One document is at most 16 MiB of BSON; its Extended JSON a few times that. A longer
+        // line is not a document export wrote, and must not be read into memory whole.
+        let n = (&mut self.reader)
+            .take(MAX_LINE_BYTES + 1)
             .read_line(&mut self.line)
             .with_context(|| format!("reading {}", entry.file))?;
         if n == 0 {
             return Ok(None);
+        }
+        if n as u64 > MAX_LINE_BYTES {
+            bail!(
+                "{} line {}: longer than {} MiB, not a document export wrote",
+                entry.file,
+                self.number + 1,
+                MAX_LINE_BYTES >> 20
+            );
         }
         self.number += 1;
         let number = self.number;
