@@ -5,7 +5,9 @@
 //! of `find` by `_id` over raw OP_MSG (`support/loadgen.rs`) at each connection count, **direct
 //! to the responder** and **through tenantgate**, alternating, and prints throughput, latency
 //! percentiles, the added latency and tenantgate's CPU time per proxied command (from
-//! `/proc/<pid>/stat` over exactly the measured window).
+//! `/proc/<pid>/stat` over exactly the measured window). A third path goes **through a byte
+//! relay** (`support/relay.rs`: `copy_bidirectional`, no parsing): the floor any TCP proxy pays
+//! on this machine, so tenantgate's own share of the overhead can be read off.
 //!
 //! ```text
 //! cargo bench --bench proxy_overhead                               # 1 and 64 connections, 10 s
@@ -20,6 +22,8 @@
 mod loadgen;
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/relay.rs"]
+mod relay;
 #[path = "support/responder.rs"]
 mod responder;
 
@@ -183,6 +187,25 @@ fn start_responder() -> (Child, u16) {
     (child, port)
 }
 
+fn start_relay(upstream_port: u16) -> (Child, u16) {
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .args(["--relay", &upstream_port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("relay starts");
+    let stdout = child.stdout.take().expect("relay stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("relay prints its port");
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|p| p.parse().ok())
+        .expect("relay port");
+    (child, port)
+}
+
 fn start_tenantgate(upstream_port: u16, dir: &std::path::Path) -> (Child, u16) {
     let proxy_port = process::free_port();
     let api_port = process::free_port();
@@ -228,6 +251,18 @@ fn print_table(rows: &[Row]) {
             r.responder_cpu_us.1,
         );
         println!(
+            "| {} | byte relay | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} % | relay {:.1} + {:.1} |",
+            r.connections,
+            r.relayed.throughput(),
+            r.relayed.quantile_us(0.5),
+            r.relayed.quantile_us(0.99),
+            r.relayed.quantile_us(0.999),
+            r.relayed.quantile_us(0.5) - r.direct.quantile_us(0.5),
+            100.0 * r.relayed.throughput() / r.direct.throughput(),
+            r.relay_cpu_us.0,
+            r.relay_cpu_us.1,
+        );
+        println!(
             "| {} | tenantgate | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} % | tenantgate {:.1} + {:.1} |",
             r.connections,
             r.proxied.throughput(),
@@ -245,7 +280,9 @@ fn print_table(rows: &[Row]) {
 struct Row {
     connections: usize,
     direct: loadgen::Sample,
+    relayed: loadgen::Sample,
     proxied: loadgen::Sample,
+    relay_cpu_us: (f64, f64),
     proxy_cpu_us: (f64, f64),
     responder_cpu_us: (f64, f64),
 }
@@ -266,6 +303,22 @@ fn main() {
         });
         return;
     }
+    if let Some(i) = std::env::args().position(|a| a == "--relay") {
+        let upstream_port = std::env::args().nth(i + 1).expect("--relay PORT");
+        // The same runtime shape as `tenantgate serve` (one worker per core).
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            println!("listening {}", listener.local_addr().expect("addr").port());
+            relay::serve(listener, format!("127.0.0.1:{upstream_port}")).await;
+        });
+        return;
+    }
     let o = options();
     let dir = std::env::temp_dir().join(format!("tenantgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -273,8 +326,11 @@ fn main() {
     let responder_pid = responder.id();
     let (proxy, proxy_port) = start_tenantgate(upstream_port, &dir);
     let proxy_pid = proxy.id();
-    let _guard = process::Guard(vec![proxy, responder]);
+    let (relay, relay_port) = start_relay(upstream_port);
+    let relay_pid = relay.id();
+    let _guard = process::Guard(vec![proxy, relay, responder]);
     let direct = format!("127.0.0.1:{upstream_port}");
+    let relayed_addr = format!("127.0.0.1:{relay_port}");
     let through = format!("127.0.0.1:{proxy_port}");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -307,6 +363,25 @@ fn main() {
                 ))
                 .expect("direct run");
             let responder_cpu_us = process::per_command(rcpu, d.commands);
+            let mut relay_cpu = ((0.0, 0.0), (0.0, 0.0));
+            let r = rt
+                .block_on(loadgen::run(
+                    &relayed_addr,
+                    n,
+                    None,
+                    "payments",
+                    warmup,
+                    measure,
+                    |start| {
+                        if start {
+                            relay_cpu.0 = process::cpu_seconds(relay_pid);
+                        } else {
+                            relay_cpu.1 = process::cpu_seconds(relay_pid);
+                        }
+                    },
+                ))
+                .expect("relayed run");
+            let relay_cpu_us = process::per_command(relay_cpu, r.commands);
             let mut cpu = ((0.0, 0.0), (0.0, 0.0));
             let p = rt
                 .block_on(loadgen::run(
@@ -326,22 +401,26 @@ fn main() {
                 ))
                 .expect("proxied run");
             assert!(
-                d.commands > 0 && p.commands > 0,
-                "no command completed: direct {}, through tenantgate {}",
+                d.commands > 0 && r.commands > 0 && p.commands > 0,
+                "no command completed: direct {}, relayed {}, through tenantgate {}",
                 d.commands,
+                r.commands,
                 p.commands
             );
             let proxy_cpu_us = process::per_command(cpu, p.commands);
             eprintln!(
-                "connections {n} round {}: direct {:.0}/s, through tenantgate {:.0}/s",
+                "connections {n} round {}: direct {:.0}/s, byte relay {:.0}/s, through tenantgate {:.0}/s",
                 round + 1,
                 d.throughput(),
+                r.throughput(),
                 p.throughput()
             );
             rows.push(Row {
                 connections: n,
                 direct: d,
+                relayed: r,
                 proxied: p,
+                relay_cpu_us,
                 proxy_cpu_us,
                 responder_cpu_us,
             });
