@@ -1185,3 +1185,96 @@ async fn proxy_commands_draw_from_the_shared_per_tenant_window() {
         r2.iter().find(|r| r.is_err())
     );
 }
+
+/// Issue #10's "slow Redis": `DEBUG SLEEP` blocks the whole server (every connection stays up,
+/// nothing answers) for three seconds. The API keeps answering promptly from the local window,
+/// the breaker opens, and once Redis answers again every admitted request's `api_calls`
+/// increment reaches the usage hash exactly once (buffered, then reconciled — not dropped, not
+/// doubled) and decisions come from Redis again.
+#[tokio::test]
+async fn a_redis_slowed_by_debug_sleep_costs_no_answers_and_no_usage() {
+    let server = RedisServer::start_on(
+        redis_server::free_port(),
+        &["--enable-debug-command".to_owned(), "yes".to_owned()],
+    );
+    let db = fresh_db_name("rl_debug_sleep");
+    let extra = "[limits]\nbreaker_cooldown_ms = 500\n\n[limits.tiers.starter]\nrequests_per_minute = 100\n";
+    let api = TestApi::start(&config_on(&db, &server.url(), extra)).await;
+    warm_up(&api.services.rate_limiter).await;
+    let limiter = &api.services.rate_limiter;
+    let mut admitted = 0i64;
+    let first = get_as(&api, "bank2", "/v1/tenant").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    admitted += 1;
+
+    let port = server.url();
+    let sleeper = std::thread::spawn(move || {
+        // Blocks this thread (and the server) for 3 s.
+        let port = port
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .expect("port in the URL");
+        redis_server::cli(port, &["DEBUG", "SLEEP", "3"])
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let local_before = load(&limiter.stats().local_decisions);
+    let slow_started = Instant::now();
+    for _ in 0..8 {
+        let r = get_as(&api, "bank2", "/v1/tenant").await;
+        assert!(
+            r.elapsed < PROMPT,
+            "answered in {:?} while Redis sleeps",
+            r.elapsed
+        );
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        admitted += 1;
+    }
+    assert!(
+        slow_started.elapsed() < Duration::from_millis(2_500),
+        "all eight answered while Redis was still asleep ({:?})",
+        slow_started.elapsed()
+    );
+    assert!(
+        load(&limiter.stats().local_decisions) > local_before,
+        "decided locally while Redis slept"
+    );
+    assert_eq!(limiter.breaker_state(), BreakerState::Open);
+    let reply = sleeper.join().expect("redis-cli thread");
+    assert!(reply.contains("OK"), "DEBUG SLEEP ran: {reply:?}");
+
+    // Redis answers again: after the cool-down the breaker closes and the buffered usage lands.
+    let mut redis = redis_at(&server.url()).await;
+    let key = format!("{db}:{}", RateLimiter::usage_key("bank2", Period::now()));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = get_as(&api, "bank2", "/v1/tenant").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        admitted += 1;
+        let calls: Option<i64> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("api_calls")
+            .query_async(&mut redis)
+            .await
+            .expect("HGET");
+        if limiter.breaker_state() == BreakerState::Closed && calls == Some(admitted) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "usage did not reconcile: Redis has {calls:?} api_calls, {admitted} were admitted; breaker {:?}",
+            limiter.breaker_state()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Settled: nothing written twice after a quiet second.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let calls: Option<i64> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("api_calls")
+        .query_async(&mut redis)
+        .await
+        .expect("HGET");
+    assert_eq!(calls, Some(admitted), "each admitted request counted once");
+}

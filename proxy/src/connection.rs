@@ -474,6 +474,11 @@ impl Client {
     ) -> Result<(), RawDocumentBuf> {
         if let Some(tenant) = &principal.tenant {
             let status = self.shared.registry.status(tenant.as_str()).await;
+            if status.unavailable {
+                // The database is down, not the credentials wrong: a retryable error, and no
+                // failed-login penalty for the client.
+                return Err(registry_unavailable_body());
+            }
             if !status.active {
                 let name = principal.name.clone();
                 return Err(self
@@ -578,7 +583,9 @@ impl Client {
         let mut _permit = None;
         if let Some(tenant) = &principal.tenant {
             let status = self.shared.registry.status(tenant.as_str()).await;
-            let refused = if !status.active {
+            let refused = if status.unavailable {
+                Some(registry_unavailable_body())
+            } else if !status.active {
                 Some(error_body(
                     code::UNAUTHORIZED,
                     "Unauthorized",
@@ -945,6 +952,16 @@ impl Client {
             }
         }
     }
+}
+
+/// The tenant's status could not be read (the registry lives in the upstream, which is down):
+/// retryable, like the upstream's own network errors, and distinct from "inactive".
+fn registry_unavailable_body() -> RawDocumentBuf {
+    retryable_error_body(
+        code::HOST_UNREACHABLE,
+        "HostUnreachable",
+        "tenantgate: the tenant registry is unreachable (upstream unavailable); retry",
+    )
 }
 
 fn binary_payload(value: &[u8]) -> Option<Vec<u8>> {

@@ -161,7 +161,17 @@ pub async fn limit(State(state): State<ApiState>, request: Request, next: Next) 
     let meter = state.meter().clone();
     let period = verdict.period;
     if !verdict.usage_recorded {
-        meter.add(&tenant.slug, period, Field::ApiCalls, 1);
+        let uncertain = verdict.sent_unanswered.and_then(|seq| {
+            state
+                .services()
+                .rate_limiter
+                .uncertain_usage(&tenant.slug, &window_group, seq)
+        });
+        match uncertain {
+            // The check reached Redis unanswered: its script may have counted this call late.
+            Some(check) => meter.add_uncertain(&tenant.slug, period, check),
+            None => meter.add(&tenant.slug, period, Field::ApiCalls, 1),
+        }
     }
     let request = if request.body().size_hint().exact() == Some(0) {
         request

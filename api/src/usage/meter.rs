@@ -9,6 +9,16 @@
 //! silently dropped; only a buffer overflow (more than [`MAX_PENDING`] distinct tenant-months
 //! waiting) drops, and that is counted and logged.
 //!
+//! Retries must not count twice. A flush that times out may still run in Redis later (a Redis
+//! stalled by a slow command or `DEBUG SLEEP` executes what was queued when it wakes), so each
+//! flushed batch carries an id, is written by a script that sets a marker key
+//! `usage_flush:{tenant}:<id>` with `NX` in the same atomic step, and a failed batch is retried
+//! with the *same* id: whichever attempt runs first counts, the others find the marker. Likewise
+//! a rate-limit check that reached Redis but got no answer may have counted its `api_calls`
+//! there; the API buffers that call as *uncertain* ([`Meter::add_uncertain`]) and the flush adds
+//! it only if the check's member is not in the window (the limiter's script adds the member
+//! exactly when it admits and counts; the scan for it runs only for such rare calls).
+//!
 //! `transactions` counts a payment once per idempotency key (a marker key set with `NX` in the
 //! same script); `storage_bytes` is a gauge, overwritten with the latest measurement.
 //!
@@ -22,7 +32,7 @@ use std::time::Duration;
 
 use redis::Value;
 use sha2::{Digest, Sha256};
-use tenantgate_proxy::ratelimit::{Clock, Period, RateLimiter, script};
+use tenantgate_proxy::ratelimit::{Clock, Period, RateLimiter, UncertainUsage, script};
 use tenantgate_proxy::redis_link::{RedisError, RedisLink};
 
 /// Tenant-months waiting to be flushed before new ones are dropped.
@@ -33,6 +43,45 @@ const MARKER_TTL: Duration = Duration::from_secs(48 * 3_600);
 
 /// Redis must answer a metering call within this.
 const TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a flushed batch's marker is kept: far longer than any retry of it can take.
+const FLUSH_MARKER_TTL: Duration = Duration::from_secs(24 * 3_600);
+
+/// Adds one batch once. KEYS: the usage hash, the batch's marker, and the window of an
+/// uncertain check (the marker again when there is none). ARGV: marker TTL ms, the hash's
+/// EXPIREAT, the uncertain check's member (or ''), then field / increment pairs. Returns 1 when
+/// it added, 0 when the batch (or the limiter's script, for an uncertain check) already had.
+const FLUSH: &str = r#"
+if ARGV[3] ~= '' then
+  -- The limiter stores `<time>:<member>`; members are unique, so a match means it counted.
+  local cursor = '0'
+  repeat
+    local page = redis.call('ZSCAN', KEYS[3], cursor, 'MATCH', '*:' .. ARGV[3], 'COUNT', 1000)
+    cursor = page[1]
+    if #page[2] > 0 then
+      return 0
+    end
+  until cursor == '0'
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
+  return 0
+end
+for i = 4, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIREAT', KEYS[1], ARGV[2])
+return 1
+"#;
+
+/// Increments on their way to Redis under one id (kept across retries).
+#[derive(Debug, Clone)]
+struct Batch {
+    tenant: String,
+    period: Period,
+    counts: [i64; 3],
+    id: u64,
+    /// Set for an API call whose rate-limit check may already have counted it.
+    uncertain: Option<UncertainUsage>,
+}
 
 /// A metered quantity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +153,12 @@ pub struct Meter {
     link: Option<Arc<RedisLink>>,
     /// Increments not yet in Redis (with Redis), or all totals (without).
     pending: Mutex<HashMap<(String, Period), [i64; 3]>>,
+    /// Batches whose flush failed (retried with their ids) and uncertain API calls.
+    sealed: Mutex<Vec<Batch>>,
+    /// This process's batch ids: a random instance part and a counter.
+    instance: String,
+    next_batch: AtomicU64,
+    flush_script: redis::Script,
     /// Storage gauges when there is no Redis.
     storage: Mutex<HashMap<(String, Period), i64>>,
     retention_days: u32,
@@ -161,6 +216,13 @@ impl Meter {
         Meter {
             link,
             pending: Mutex::new(HashMap::new()),
+            sealed: Mutex::new(Vec::new()),
+            instance: {
+                let bytes: [u8; 8] = rand::random();
+                bytes.iter().map(|b| format!("{b:02x}")).collect()
+            },
+            next_batch: AtomicU64::new(0),
+            flush_script: redis::Script::new(FLUSH),
             storage: Mutex::new(HashMap::new()),
             retention_days,
             transaction: redis::Script::new(&format!("{}{TRANSACTION}", script::MONTH_OF)),
@@ -174,12 +236,50 @@ impl Meter {
         &self.stats
     }
 
-    /// Distinct tenant-months waiting for Redis.
+    /// Distinct tenant-months (and retried batches) waiting for Redis.
     pub fn pending_keys(&self) -> usize {
         if self.link.is_none() {
             return 0;
         }
         self.pending.lock().map(|p| p.len()).unwrap_or(0)
+            + self.sealed.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Adds an API call whose rate-limit check reached Redis but got no answer: the limiter's
+    /// script may have counted it already (it ran late), so the flush adds it only if the
+    /// check's member is not in its window. Without Redis, a plain [`Meter::add`].
+    pub fn add_uncertain(&self, tenant: &str, period: Period, check: UncertainUsage) {
+        if self.link.is_none() {
+            self.add(tenant, period, Field::ApiCalls, 1);
+            return;
+        }
+        let mut counts = [0; 3];
+        counts[Field::ApiCalls.index()] = 1;
+        let batch = Batch {
+            tenant: tenant.to_owned(),
+            period,
+            counts,
+            id: self.next_batch.fetch_add(1, Ordering::Relaxed),
+            uncertain: Some(check),
+        };
+        self.seal(vec![batch]);
+    }
+
+    /// Keeps `batches` for the next flush, within [`MAX_PENDING`].
+    fn seal(&self, batches: Vec<Batch>) {
+        let Ok(mut sealed) = self.sealed.lock() else {
+            return;
+        };
+        for b in batches {
+            if sealed.len() >= MAX_PENDING {
+                let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::error!(target: "tenantgate::usage", dropped, "usage buffer full; increments dropped");
+                }
+                continue;
+            }
+            sealed.push(b);
+        }
     }
 
     /// The month "now" falls in, by the meter's clock read locally.
@@ -206,58 +306,74 @@ impl Meter {
         pending.entry(k).or_default()[field.index()] += n;
     }
 
-    /// Writes buffered increments to Redis; on failure they stay buffered for the next flush.
+    /// Writes buffered increments to Redis; on failure they stay buffered for the next flush,
+    /// under the same batch ids, so a write that did land late is not added again.
     pub async fn flush(&self) -> Result<(), RedisError> {
         let Some(link) = &self.link else {
             return Ok(());
         };
-        let batch: Vec<((String, Period), [i64; 3])> = match self.pending.lock() {
-            Ok(mut p) => p.drain().collect(),
+        let mut batches: Vec<Batch> = match self.sealed.lock() {
+            Ok(mut s) => std::mem::take(&mut *s),
             Err(_) => return Ok(()),
         };
+        if let Ok(mut p) = self.pending.lock() {
+            for ((tenant, period), counts) in p.drain() {
+                batches.push(Batch {
+                    tenant,
+                    period,
+                    counts,
+                    id: self.next_batch.fetch_add(1, Ordering::Relaxed),
+                    uncertain: None,
+                });
+            }
+        }
         let mut result = Ok(());
         let mut failed = Vec::new();
-        for ((tenant, period), counts) in batch {
+        for batch in batches {
             if result.is_err() {
-                failed.push(((tenant, period), counts));
+                failed.push(batch);
                 continue;
             }
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            let k = key(link, &tenant, period);
+            let k = key(link, &batch.tenant, batch.period);
+            let marker = link.key(&format!(
+                "usage_flush:{{{}}}:{}:{}",
+                batch.tenant, self.instance, batch.id
+            ));
+            let mut inv = self.flush_script.prepare_invoke();
+            inv.key(&k).key(&marker);
+            match &batch.uncertain {
+                Some(u) => inv.key(&u.window_key),
+                None => inv.key(&marker),
+            };
+            inv.arg(u64::try_from(FLUSH_MARKER_TTL.as_millis()).unwrap_or(u64::MAX))
+                .arg(batch.period.expire_at_secs(self.retention_days))
+                .arg(batch.uncertain.as_ref().map_or("", |u| u.member.as_str()));
             for f in Field::ALL {
-                if counts[f.index()] != 0 {
-                    pipe.hincr(&k, f.as_str(), counts[f.index()]).ignore();
+                if batch.counts[f.index()] != 0 {
+                    inv.arg(f.as_str()).arg(batch.counts[f.index()]);
                 }
             }
-            pipe.expire_at(&k, period.expire_at_secs(self.retention_days))
-                .ignore();
             let written = link
                 .call(TIMEOUT, move |mut c| async move {
-                    pipe.query_async::<()>(&mut c).await
+                    inv.invoke_async::<i64>(&mut c).await
                 })
                 .await;
             match written {
-                Ok(()) => {
-                    let n: i64 = counts.iter().filter(|c| **c != 0).count() as i64;
-                    self.stats.flushed.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(added) => {
+                    if added == 1 {
+                        let n = batch.counts.iter().filter(|c| **c != 0).count();
+                        self.stats.flushed.fetch_add(n as u64, Ordering::Relaxed);
+                    }
                 }
                 Err(e) => {
                     self.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
-                    failed.push(((tenant, period), counts));
+                    failed.push(batch);
                     result = Err(e);
                 }
             }
         }
-        if !failed.is_empty()
-            && let Ok(mut p) = self.pending.lock()
-        {
-            for (k, counts) in failed {
-                let slot = p.entry(k).or_default();
-                for (s, c) in slot.iter_mut().zip(counts) {
-                    *s += c;
-                }
-            }
+        if !failed.is_empty() {
+            self.seal(failed);
         }
         result
     }

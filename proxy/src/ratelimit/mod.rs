@@ -103,6 +103,31 @@ pub struct Verdict {
     pub period: Period,
     /// The script added [`Check::usage`] to the month; otherwise the caller must.
     pub usage_recorded: bool,
+    /// The check was sent to Redis but no answer came back (a timeout, or a connection lost
+    /// mid-call): the script may still have run, late, and counted the usage. The caller counts
+    /// the usage as *uncertain* ([`RateLimiter::uncertain_usage`]) so that a later flush adds it
+    /// only if the script did not, instead of counting it twice. Holds the check's sequence.
+    pub sent_unanswered: Option<u64>,
+}
+
+/// Where a check that went unanswered would have left its trace in Redis: its window key and
+/// its member. The script adds the member to the window exactly when it admits the request and
+/// records its usage, so the member's presence says whether the usage was counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UncertainUsage {
+    /// The window's key, prefixed.
+    pub window_key: String,
+    /// The check's member in it.
+    pub member: String,
+}
+
+/// What the shared window said.
+enum Shared {
+    Decided(Verdict),
+    /// No decision; `sent` holds the check's sequence when it reached Redis unanswered.
+    NotDecided {
+        sent: Option<u64>,
+    },
 }
 
 /// Counters for `/metrics`.
@@ -152,10 +177,15 @@ struct Job {
     /// The check meters usage.
     usage: bool,
     reply: tokio::sync::oneshot::Sender<Answered>,
-    /// Set by a caller that stopped waiting: a batch not yet sent leaves the check out, so the
-    /// caller's local fallback is the only one to count it.
-    cancelled: Arc<std::sync::atomic::AtomicBool>,
+    /// [`QUEUED`], then [`SENT`] when a batch takes it or [`CANCELLED`] when its caller stopped
+    /// waiting first: a cancelled check is left out of its batch, so the caller's local
+    /// fallback is the only one to count it; a sent one may still be counted by Redis.
+    state: Arc<std::sync::atomic::AtomicU8>,
 }
+
+const QUEUED: u8 = 0;
+const SENT: u8 = 1;
+const CANCELLED: u8 = 2;
 
 /// What the batching task shares with the limiter.
 #[derive(Clone)]
@@ -209,7 +239,11 @@ impl Batcher {
     async fn send(&self, jobs: Vec<Job>) {
         let (entries, replies): (Vec<script::Entry>, Vec<_>) = jobs
             .into_iter()
-            .filter(|j| !j.cancelled.load(Ordering::Acquire))
+            .filter(|j| {
+                j.state
+                    .compare_exchange(QUEUED, SENT, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            })
             .map(|j| ((j.entry), (j.reply, j.usage)))
             .unzip();
         if entries.is_empty() {
@@ -346,9 +380,10 @@ impl RateLimiter {
 
     /// Decides one request: Redis when it answers, else the failure mode.
     pub async fn check(&self, check: Check<'_>) -> Verdict {
-        if let Some(v) = self.check_shared(&check).await {
-            return v;
-        }
+        let sent_unanswered = match self.check_shared_traced(&check).await {
+            Shared::Decided(v) => return v,
+            Shared::NotDecided { sent } => sent,
+        };
         let period = Period::of_millis(self.clock.local_millis());
         if self.redis.is_some() && check.mode == FailureMode::Closed {
             self.stats
@@ -364,6 +399,7 @@ impl RateLimiter {
                 source: Source::Local,
                 period,
                 usage_recorded: false,
+                sent_unanswered: None,
             };
         }
         self.stats.local_decisions.fetch_add(1, Ordering::Relaxed);
@@ -379,7 +415,18 @@ impl RateLimiter {
             source: Source::Local,
             period,
             usage_recorded: false,
+            sent_unanswered: if v.admitted { sent_unanswered } else { None },
         }
+    }
+
+    /// Where the unanswered check `seq` (from [`Verdict::sent_unanswered`]) of `tenant` in
+    /// `group` would be recorded in Redis.
+    pub fn uncertain_usage(&self, tenant: &str, group: &str, seq: u64) -> Option<UncertainUsage> {
+        let link = self.redis.as_ref()?;
+        Some(UncertainUsage {
+            window_key: link.key(&Self::window_key(tenant, group)),
+            member: format!("{}:{seq}", self.instance),
+        })
     }
 
     /// The batching task's queue (started on first use, inside the caller's runtime).
@@ -403,9 +450,19 @@ impl RateLimiter {
     /// The shared (Redis) decision, or `None` when Redis is not configured, the breaker is
     /// open, or the call failed.
     pub async fn check_shared(&self, check: &Check<'_>) -> Option<Verdict> {
-        let link = self.redis.as_ref()?;
+        match self.check_shared_traced(check).await {
+            Shared::Decided(v) => Some(v),
+            Shared::NotDecided { .. } => None,
+        }
+    }
+
+    /// [`RateLimiter::check_shared`], saying whether an undecided check reached Redis.
+    async fn check_shared_traced(&self, check: &Check<'_>) -> Shared {
+        let Some(link) = self.redis.as_ref() else {
+            return Shared::NotDecided { sent: None };
+        };
         if !self.breaker.allow() {
-            return None;
+            return Shared::NotDecided { sent: None };
         }
         let mut pending = Pending {
             breaker: &self.breaker,
@@ -429,31 +486,36 @@ impl RateLimiter {
                 .collect(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let state = Arc::new(std::sync::atomic::AtomicU8::new(QUEUED));
         let job = Job {
             tag: check.tenant.to_owned(),
             entry,
             reply: tx,
             usage: !check.usage.is_empty(),
-            cancelled: cancelled.clone(),
+            state: state.clone(),
         };
         if self.queue(link).try_send(job).is_err() {
             // More checks waiting than Redis can take: decide this one as if Redis were down.
             pending.finished = true;
             self.breaker.abandoned();
-            return None;
+            return Shared::NotDecided { sent: None };
         }
         // The batch's own call is bounded by the timeout and answers (with `None` on failure,
         // after telling the breaker); waiting longer only covers time spent queued.
         let answer = tokio::time::timeout(self.timeout * 2, rx).await;
         pending.finished = true;
-        if answer.is_err() {
-            cancelled.store(true, Ordering::Release);
-        }
-        let (answer, now, month, recorded) = answer.ok()?.ok()??;
+        let sent = || {
+            let cancelled = state
+                .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+            (!cancelled).then_some(seq)
+        };
+        let Ok(Ok(Some((answer, now, month, recorded)))) = answer else {
+            return Shared::NotDecided { sent: sent() };
+        };
         self.stats.redis_decisions.fetch_add(1, Ordering::Relaxed);
         let period = Period::parse(&month).unwrap_or_else(|| Period::of_millis(now));
-        Some(Verdict {
+        Shared::Decided(Verdict {
             admitted: answer.admitted,
             unavailable: false,
             limit: check.limit,
@@ -463,6 +525,7 @@ impl RateLimiter {
             source: Source::Redis,
             period,
             usage_recorded: recorded,
+            sent_unanswered: None,
         })
     }
 }

@@ -65,6 +65,11 @@ pub enum RegistryError {
 pub struct TenantStatus {
     /// Exists and is active.
     pub active: bool,
+    /// The registry could not be read (and nothing was cached): `active` is `false` because the
+    /// answer is unknown, not because the tenant is inactive. Callers report a retryable
+    /// "unavailable" error instead of "inactive", so a database outage does not look like a
+    /// deactivated tenant to clients and drivers retry.
+    pub unavailable: bool,
     /// `starter`, `professional` or `enterprise`.
     pub tier: &'static str,
     /// Proxy limits in force (tier defaults with the tenant's overrides).
@@ -286,11 +291,13 @@ impl Registry {
         match self.tenant(slug).await {
             Ok(Some(t)) => TenantStatus {
                 active: t.is_active,
+                unavailable: false,
                 tier: t.tier.as_str(),
                 limits: t.proxy_limits(),
             },
             Ok(None) => TenantStatus {
                 active: false,
+                unavailable: false,
                 tier: "starter",
                 limits: tier_limits("starter"),
             },
@@ -298,6 +305,7 @@ impl Registry {
                 tracing::warn!(target: "tenantgate::registry", tenant = slug, error = %e, "registry unreachable; treating tenant as inactive");
                 TenantStatus {
                     active: false,
+                    unavailable: true,
                     tier: "starter",
                     limits: tier_limits("starter"),
                 }
