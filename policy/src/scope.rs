@@ -1,10 +1,16 @@
 //! The tenant scope of one command, and the filter that enforces it.
 //!
 //! Every read and write filter a tenant sends is replaced by
-//! `{ <tenant_field>: T, <soft_delete_field>: null, $and: [ <user filter> ] }`: the tenant
-//! conjunction always sits at the top, so no operator inside the user's filter can widen the
-//! result beyond T's live documents. Top-level equalities also mean an upsert inserts with
-//! `tenantId: T`, and the planner can use an index on `tenantId`.
+//! `{ <tenant_field>: T, <soft_delete_field>: null, <the user's conditions> }`: the tenant
+//! conditions always sit at the top level, which MongoDB evaluates as a conjunction of all its
+//! fields, so no operator inside the user's filter can widen the result beyond T's live
+//! documents. The user's top-level conditions join them at that level when none of them names
+//! a field the scope sets (the engine has already refused duplicate keys, so each field appears
+//! once); otherwise the user's filter goes under `$and: [ <user filter> ]`, where a second
+//! condition on the same field cannot replace the scope's. Top-level equalities also mean an
+//! upsert inserts with `tenantId: T`, and the planner can use an index on `tenantId` — and, with
+//! the flat form, on `_id` or any other field the user names, on planners that do not flatten a
+//! one-clause `$and` themselves.
 
 use bson::RawDocument;
 
@@ -48,6 +54,13 @@ impl Scope<'_> {
         Ok(())
     }
 
+    /// A top-level condition of a user filter on a field the scope itself sets.
+    fn collides(&self, e: &Element<'_>) -> bool {
+        let k = e.key_bytes();
+        (self.enforce_tenant && k == self.tenant_field.as_bytes())
+            || self.soft_delete_field.map(str::as_bytes) == Some(k)
+    }
+
     /// A top-level condition of a user filter that repeats the scope.
     fn repeats(&self, e: &Element<'_>) -> bool {
         let k = e.key_bytes();
@@ -55,8 +68,9 @@ impl Scope<'_> {
             || (self.soft_delete_field.map(str::as_bytes) == Some(k) && e.value() == Value::Null)
     }
 
-    /// Appends `key: <the scoped filter>`: the scope's conditions at the top, the user's filter
-    /// (if any and not empty) under `$and`, written straight into `out`.
+    /// Appends `key: <the scoped filter>`: the scope's conditions at the top, then the user's
+    /// filter (if any and not empty) — its conditions at the same level when none of them is on
+    /// a field the scope sets, otherwise under `$and` — written straight into `out`.
     ///
     /// A top-level condition in the user's filter that repeats the scope — `tenantId: T`
     /// (already checked to be the caller's own) or `deletedAt: null` — is dropped from the copy
@@ -78,7 +92,21 @@ impl Scope<'_> {
                     kept += 1;
                 }
             }
-            if kept > 0 {
+            let mut flat = kept > 0;
+            for e in elements(user) {
+                let e = e?;
+                if !self.repeats(&e) && self.collides(&e) {
+                    flat = false;
+                }
+            }
+            if flat {
+                for e in elements(user) {
+                    let e = e?;
+                    if !self.repeats(&e) {
+                        out.copy(&e);
+                    }
+                }
+            } else if kept > 0 {
                 let and = out.open("$and", true)?;
                 if repeated == 0 {
                     out.push_doc(user)?;

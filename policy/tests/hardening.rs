@@ -201,7 +201,7 @@ fn an_upsert_naming_its_own_tenant_keeps_one_equality() {
         .clone();
     assert_eq!(
         q,
-        doc! { "tenantId": "bank1", "deletedAt": null, "$and": [ { "ref": "r1" } ] }
+        doc! { "tenantId": "bank1", "deletedAt": null, "ref": "r1" }
     );
 }
 

@@ -730,8 +730,10 @@ proptest! {
             Some(forwarded) => {
                 prop_assert!(!(write && coll == "currencies"), "tenant write to a global collection");
                 let mut expected = scope(coll);
-                // Top-level conditions that repeat the scope are dropped from the copy under
-                // `$and` (an upsert refuses a path matched by equality twice).
+                // Top-level conditions that repeat the scope are dropped from the user's copy
+                // (an upsert refuses a path matched by equality twice). The rest joins the
+                // scope at the top level unless a condition is on a field the scope sets; then
+                // the user's filter goes under `$and`.
                 let mut user = f.clone();
                 if expected.contains_key("tenantId") {
                     user.remove("tenantId");
@@ -739,8 +741,15 @@ proptest! {
                 if expected.contains_key("deletedAt") && user.get("deletedAt") == Some(&Bson::Null) {
                     user.remove("deletedAt");
                 }
+                let collides = user.keys().any(|k| expected.contains_key(k));
                 if !user.is_empty() {
-                    expected.insert("$and", vec![Bson::Document(user)]);
+                    if collides {
+                        expected.insert("$and", vec![Bson::Document(user)]);
+                    } else {
+                        for (k, v) in user {
+                            expected.insert(k, v);
+                        }
+                    }
                 }
                 let got = forwarded_filter(kind, &forwarded);
                 // Byte comparison: same keys in the same order, the scope first.

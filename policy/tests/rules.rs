@@ -273,7 +273,19 @@ fn reads_get_the_tenant_conjunction_at_the_top() {
             "find with a filter",
             Bank1,
             rawdoc! { "find": "payments", "filter": { "status": "paid" }, "sort": { "at": -1 }, "limit": 10, "$db": "payments" },
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "status": "paid" } ] }, "sort": { "at": -1 }, "limit": 10, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "status": "paid" }, "sort": { "at": -1 }, "limit": 10, "$db": "payments" },
+        ),
+        (
+            "a user condition on the soft-delete field keeps the user's filter under $and",
+            Bank1,
+            rawdoc! { "find": "payments", "filter": { "deletedAt": { "$exists": true }, "_id": 7 }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "deletedAt": { "$exists": true }, "_id": 7 } ] }, "$db": "payments" },
+        ),
+        (
+            "a user $and joins the top level as one more condition",
+            Bank1,
+            rawdoc! { "find": "payments", "filter": { "$and": [ { "a": 1 }, { "b": 2 } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "a": 1 }, { "b": 2 } ] }, "$db": "payments" },
         ),
         (
             "find without a filter",
@@ -297,31 +309,31 @@ fn reads_get_the_tenant_conjunction_at_the_top() {
             "find by _id",
             Bank1,
             rawdoc! { "find": "payments", "filter": { "_id": 7 }, "limit": 1, "singleBatch": true, "$db": "payments" },
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 7 } ] }, "limit": 1, "singleBatch": true, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "_id": 7 }, "limit": 1, "singleBatch": true, "$db": "payments" },
         ),
         (
             "find as bank2",
             Bank2,
             rawdoc! { "find": "payments", "filter": { "_id": 7 }, "$db": "payments" },
-            doc! { "find": "payments", "filter": { "tenantId": "bank2", "deletedAt": null, "$and": [ { "_id": 7 } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank2", "deletedAt": null, "_id": 7 }, "$db": "payments" },
         ),
         (
             "find keeps generic fields (session, read concern, plain comment)",
             Bank1,
             rawdoc! { "find": "payments", "filter": { "a": 1 }, "lsid": { "id": 1 }, "readConcern": { "level": "majority" }, "comment": "dashboard", "$db": "payments" },
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "a": 1 } ] }, "lsid": { "id": 1 }, "readConcern": { "level": "majority" }, "comment": "dashboard", "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "a": 1 }, "lsid": { "id": 1 }, "readConcern": { "level": "majority" }, "comment": "dashboard", "$db": "payments" },
         ),
         (
             "find on a collection without soft delete",
             Bank1,
             rawdoc! { "find": "ledger", "filter": { "a": 1 }, "$db": "payments" },
-            doc! { "find": "ledger", "filter": { "tenantId": "bank1", "$and": [ { "a": 1 } ] }, "$db": "payments" },
+            doc! { "find": "ledger", "filter": { "tenantId": "bank1", "a": 1 }, "$db": "payments" },
         ),
         (
             "count with a query",
             Bank1,
             rawdoc! { "count": "payments", "query": { "status": "paid" }, "$db": "payments" },
-            doc! { "count": "payments", "query": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "status": "paid" } ] }, "$db": "payments" },
+            doc! { "count": "payments", "query": { "tenantId": "bank1", "deletedAt": null, "status": "paid" }, "$db": "payments" },
         ),
         (
             "count without a query (estimatedDocumentCount)",
@@ -339,7 +351,7 @@ fn reads_get_the_tenant_conjunction_at_the_top() {
             "distinct with a query",
             Bank1,
             rawdoc! { "distinct": "payments", "key": "status", "query": { "amount": { "$gt": 100 } }, "$db": "payments" },
-            doc! { "distinct": "payments", "key": "status", "query": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "amount": { "$gt": 100 } } ] }, "$db": "payments" },
+            doc! { "distinct": "payments", "key": "status", "query": { "tenantId": "bank1", "deletedAt": null, "amount": { "$gt": 100 } }, "$db": "payments" },
         ),
         (
             "distinct without a query",
@@ -363,7 +375,7 @@ fn explain_shows_the_command_that_would_run() {
             "explain find",
             Bank1,
             rawdoc! { "explain": { "find": "payments", "filter": { "status": "paid" } }, "verbosity": "queryPlanner", "$db": "payments" },
-            doc! { "explain": { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "status": "paid" } ] } }, "verbosity": "queryPlanner", "$db": "payments" },
+            doc! { "explain": { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "status": "paid" } }, "verbosity": "queryPlanner", "$db": "payments" },
         ),
         (
             "explain aggregate",
@@ -375,7 +387,7 @@ fn explain_shows_the_command_that_would_run() {
             "explain delete explains the soft-delete update",
             Bank1,
             rawdoc! { "explain": { "delete": "payments", "deletes": [ { "q": { "status": "void" }, "limit": 1 } ] }, "$db": "payments" },
-            doc! { "explain": { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "status": "void" } ] }, "u": { "$set": { "deletedAt": NOW } }, "multi": false } ] }, "$db": "payments" },
+            doc! { "explain": { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "status": "void" }, "u": { "$set": { "deletedAt": NOW } }, "multi": false } ] }, "$db": "payments" },
         ),
         (
             "explain as bank2, the inner command agreeing",
@@ -854,7 +866,7 @@ fn own_tenant_mentions_are_allowed_and_still_scoped() {
             "$eq",
             Bank1,
             find(rawdoc! { "tenantId": { "$eq": "bank1" }, "status": "x" }),
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "status": "x" } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "status": "x" }, "$db": "payments" },
         ),
         (
             "$in of own tenant only",
@@ -868,19 +880,19 @@ fn own_tenant_mentions_are_allowed_and_still_scoped() {
             find(
                 rawdoc! { "$or": [ { "tenantId": "bank1", "a": 1 }, { "$and": [ { "tenantId": "bank1" }, { "b": 2 } ] } ] },
             ),
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "$or": [ { "tenantId": "bank1", "a": 1 }, { "$and": [ { "tenantId": "bank1" }, { "b": 2 } ] } ] } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$or": [ { "tenantId": "bank1", "a": 1 }, { "$and": [ { "tenantId": "bank1" }, { "b": 2 } ] } ] }, "$db": "payments" },
         ),
         (
             "$expr own equality",
             Bank1,
             find(rawdoc! { "$expr": { "$eq": [ "$tenantId", "bank1" ] } }),
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "$expr": { "$eq": [ "$tenantId", "bank1" ] } } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$expr": { "$eq": [ "$tenantId", "bank1" ] } }, "$db": "payments" },
         ),
         (
             "$expr own equality, reversed",
             Bank2,
             find(rawdoc! { "$expr": { "$eq": [ "bank2", "$tenantId" ] } }),
-            doc! { "find": "payments", "filter": { "tenantId": "bank2", "deletedAt": null, "$and": [ { "$expr": { "$eq": [ "bank2", "$tenantId" ] } } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank2", "deletedAt": null, "$expr": { "$eq": [ "bank2", "$tenantId" ] } }, "$db": "payments" },
         ),
         (
             "$expr own equality under $and and $or",
@@ -888,13 +900,13 @@ fn own_tenant_mentions_are_allowed_and_still_scoped() {
             find(
                 rawdoc! { "$expr": { "$and": [ { "$or": [ { "$eq": [ "$tenantId", "bank1" ] }, { "$gt": [ "$amount", 5 ] } ] } ] } },
             ),
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "$expr": { "$and": [ { "$or": [ { "$eq": [ "$tenantId", "bank1" ] }, { "$gt": [ "$amount", 5 ] } ] } ] } } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$expr": { "$and": [ { "$or": [ { "$eq": [ "$tenantId", "bank1" ] }, { "$gt": [ "$amount", 5 ] } ] } ] } }, "$db": "payments" },
         ),
         (
             "fields that merely start like the tenant field",
             Bank1,
             find(rawdoc! { "tenantIdentity": "bank2", "owner.tenantId": "x" }),
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "tenantIdentity": "bank2", "owner.tenantId": "x" } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "tenantIdentity": "bank2", "owner.tenantId": "x" }, "$db": "payments" },
         ),
         (
             "the string bank2 as ordinary data",
@@ -902,7 +914,7 @@ fn own_tenant_mentions_are_allowed_and_still_scoped() {
             find(
                 rawdoc! { "counterparty": "bank2", "items": { "$elemMatch": { "qty": { "$gt": 1 } } } },
             ),
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "counterparty": "bank2", "items": { "$elemMatch": { "qty": { "$gt": 1 } } } } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "counterparty": "bank2", "items": { "$elemMatch": { "qty": { "$gt": 1 } } } }, "$db": "payments" },
         ),
         (
             "$match with own tenant in a pipeline",
@@ -1425,7 +1437,7 @@ fn update_scopes_the_filter_and_guards_the_tenant_field() {
             "operator update",
             Bank1,
             upd(rawdoc! { "q": { "_id": 1 }, "u": { "$set": { "status": "paid" } } }),
-            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 1 } ] }, "u": { "$set": { "status": "paid" } } } ], "$db": "payments" },
+            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "_id": 1 }, "u": { "$set": { "status": "paid" } } } ], "$db": "payments" },
         ),
         (
             "multi, empty filter, several operators",
@@ -1447,7 +1459,7 @@ fn update_scopes_the_filter_and_guards_the_tenant_field() {
             "replacement gets the tenant",
             Bank1,
             upd(rawdoc! { "q": { "_id": 1 }, "u": { "amount": 5 } }),
-            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 1 } ] }, "u": { "amount": 5, "tenantId": "bank1" } } ], "$db": "payments" },
+            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "_id": 1 }, "u": { "amount": 5, "tenantId": "bank1" } } ], "$db": "payments" },
         ),
         (
             "pipeline gets a final $set of the tenant",
@@ -1455,13 +1467,13 @@ fn update_scopes_the_filter_and_guards_the_tenant_field() {
             upd(
                 rawdoc! { "q": { "_id": 1 }, "u": [ { "$set": { "total": { "$add": [ "$a", "$b" ] } } }, { "$replaceWith": "$$ROOT" } ] },
             ),
-            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 1 } ] }, "u": [ { "$set": { "total": { "$add": [ "$a", "$b" ] } } }, { "$replaceWith": "$$ROOT" }, { "$set": { "tenantId": { "$literal": "bank1" } } } ] } ], "$db": "payments" },
+            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "_id": 1 }, "u": [ { "$set": { "total": { "$add": [ "$a", "$b" ] } } }, { "$replaceWith": "$$ROOT" }, { "$set": { "tenantId": { "$literal": "bank1" } } } ] } ], "$db": "payments" },
         ),
         (
             "upsert: the tenant equality sits at the top of the filter",
             Bank1,
             upd(rawdoc! { "q": { "_id": 1 }, "u": { "$set": { "a": 1 } }, "upsert": true }),
-            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 1 } ] }, "u": { "$set": { "a": 1 } }, "upsert": true } ], "$db": "payments" },
+            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "_id": 1 }, "u": { "$set": { "a": 1 } }, "upsert": true } ], "$db": "payments" },
         ),
         (
             "arrayFilters, collation, hint, let are kept",
@@ -1473,7 +1485,7 @@ fn update_scopes_the_filter_and_guards_the_tenant_field() {
             "timestamps: operator update gets updatedAt and createdAt-on-insert",
             Bank1,
             rawdoc! { "update": "invoices", "updates": [ { "q": { "_id": 1 }, "u": { "$set": { "a": 1 } } } ], "$db": "payments" },
-            doc! { "update": "invoices", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 1 } ] }, "u": { "$set": { "a": 1, "updatedAt": NOW }, "$setOnInsert": { "createdAt": NOW } } } ], "$db": "payments" },
+            doc! { "update": "invoices", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "_id": 1 }, "u": { "$set": { "a": 1, "updatedAt": NOW }, "$setOnInsert": { "createdAt": NOW } } } ], "$db": "payments" },
         ),
         (
             "timestamps: $inc-only update gains a $set",
@@ -1710,7 +1722,7 @@ fn update_through_an_updates_sequence() {
     assert_eq!(f.reply, ReplyShape::AsIs);
     assert_eq!(f.sequences.len(), 1);
     assert_eq!(f.sequences[0].identifier, "updates");
-    same("statement 0", f.sequences[0].documents[0].as_raw(), &doc! { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 1 } ] }, "u": { "$set": { "a": 1 } }, "upsert": true }).expect("statement 0");
+    same("statement 0", f.sequences[0].documents[0].as_raw(), &doc! { "q": { "tenantId": "bank1", "deletedAt": null, "_id": 1 }, "u": { "$set": { "a": 1 } }, "upsert": true }).expect("statement 0");
     same("statement 1", f.sequences[0].documents[1].as_raw(), &doc! { "q": { "tenantId": "bank1", "deletedAt": null }, "u": { "b": 2, "tenantId": "bank1" } }).expect("statement 1");
 
     rejects_with_sequences(vec![
@@ -1751,14 +1763,14 @@ fn delete_becomes_a_soft_delete() {
             "limit 1: one document",
             Bank1,
             rawdoc! { "delete": "payments", "deletes": [ { "q": { "_id": 1 }, "limit": 1 } ], "$db": "payments" },
-            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 1 } ] }, "u": { "$set": { "deletedAt": NOW } }, "multi": false } ], "$db": "payments" },
+            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "_id": 1 }, "u": { "$set": { "deletedAt": NOW } }, "multi": false } ], "$db": "payments" },
             ReplyShape::DeleteFromUpdate,
         ),
         (
             "limit 0: every match; collation and hint kept; ordered and writeConcern kept",
             Bank1,
             rawdoc! { "delete": "payments", "deletes": [ { "q": { "status": "void" }, "limit": 0, "collation": { "locale": "simple" }, "hint": { "status": 1 } } ], "ordered": true, "writeConcern": { "w": "majority" }, "$db": "payments" },
-            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "status": "void" } ] }, "u": { "$set": { "deletedAt": NOW } }, "multi": true, "collation": { "locale": "simple" }, "hint": { "status": 1 } } ], "ordered": true, "writeConcern": { "w": "majority" }, "$db": "payments" },
+            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "deletedAt": null, "status": "void" }, "u": { "$set": { "deletedAt": NOW } }, "multi": true, "collation": { "locale": "simple" }, "hint": { "status": 1 } } ], "ordered": true, "writeConcern": { "w": "majority" }, "$db": "payments" },
             ReplyShape::DeleteFromUpdate,
         ),
         (
@@ -1772,7 +1784,7 @@ fn delete_becomes_a_soft_delete() {
             "a collection without soft delete keeps a scoped hard delete",
             Bank1,
             rawdoc! { "delete": "ledger", "deletes": [ { "q": { "_id": 1 }, "limit": 1 } ], "$db": "payments" },
-            doc! { "delete": "ledger", "deletes": [ { "q": { "tenantId": "bank1", "$and": [ { "_id": 1 } ] }, "limit": 1 } ], "$db": "payments" },
+            doc! { "delete": "ledger", "deletes": [ { "q": { "tenantId": "bank1", "_id": 1 }, "limit": 1 } ], "$db": "payments" },
             ReplyShape::AsIs,
         ),
     ]);
@@ -1822,8 +1834,8 @@ fn delete_sequences_become_update_sequences() {
     assert_eq!(f.reply, ReplyShape::DeleteFromUpdate);
     assert_eq!(f.sequences.len(), 1);
     assert_eq!(f.sequences[0].identifier, "updates");
-    same("0", f.sequences[0].documents[0].as_raw(), &doc! { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 1 } ] }, "u": { "$set": { "deletedAt": NOW } }, "multi": false }).expect("0");
-    same("1", f.sequences[0].documents[1].as_raw(), &doc! { "q": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "status": "void" } ] }, "u": { "$set": { "deletedAt": NOW } }, "multi": true }).expect("1");
+    same("0", f.sequences[0].documents[0].as_raw(), &doc! { "q": { "tenantId": "bank1", "deletedAt": null, "_id": 1 }, "u": { "$set": { "deletedAt": NOW } }, "multi": false }).expect("0");
+    same("1", f.sequences[0].documents[1].as_raw(), &doc! { "q": { "tenantId": "bank1", "deletedAt": null, "status": "void" }, "u": { "$set": { "deletedAt": NOW } }, "multi": true }).expect("1");
 
     // Hard delete through a sequence keeps its identifier.
     let outcome = run(
@@ -1880,14 +1892,14 @@ fn find_and_modify_scopes_query_and_checks_update() {
             "update",
             Bank1,
             rawdoc! { "findAndModify": "payments", "query": { "_id": 1 }, "update": { "$set": { "status": "paid" } }, "new": true, "$db": "payments" },
-            doc! { "findAndModify": "payments", "query": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 1 } ] }, "update": { "$set": { "status": "paid" } }, "new": true, "$db": "payments" },
+            doc! { "findAndModify": "payments", "query": { "tenantId": "bank1", "deletedAt": null, "_id": 1 }, "update": { "$set": { "status": "paid" } }, "new": true, "$db": "payments" },
             ReplyShape::AsIs,
         ),
         (
             "lower-case command name",
             Bank1,
             rawdoc! { "findandmodify": "payments", "query": { "_id": 1 }, "update": { "$set": { "a": 1 } }, "$db": "payments" },
-            doc! { "findandmodify": "payments", "query": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 1 } ] }, "update": { "$set": { "a": 1 } }, "$db": "payments" },
+            doc! { "findandmodify": "payments", "query": { "tenantId": "bank1", "deletedAt": null, "_id": 1 }, "update": { "$set": { "a": 1 } }, "$db": "payments" },
             ReplyShape::AsIs,
         ),
         (
@@ -1908,14 +1920,14 @@ fn find_and_modify_scopes_query_and_checks_update() {
             "remove becomes a soft-delete update returning the old document",
             Bank1,
             rawdoc! { "findAndModify": "payments", "query": { "_id": 1 }, "sort": { "at": 1 }, "remove": true, "fields": { "amount": 1 }, "$db": "payments" },
-            doc! { "findAndModify": "payments", "query": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "_id": 1 } ] }, "sort": { "at": 1 }, "fields": { "amount": 1 }, "$db": "payments", "update": { "$set": { "deletedAt": NOW } }, "new": false },
+            doc! { "findAndModify": "payments", "query": { "tenantId": "bank1", "deletedAt": null, "_id": 1 }, "sort": { "at": 1 }, "fields": { "amount": 1 }, "$db": "payments", "update": { "$set": { "deletedAt": NOW } }, "new": false },
             ReplyShape::RemoveFromFindAndModify,
         ),
         (
             "remove on a collection without soft delete stays a remove",
             Bank1,
             rawdoc! { "findAndModify": "ledger", "query": { "_id": 1 }, "remove": true, "$db": "payments" },
-            doc! { "findAndModify": "ledger", "query": { "tenantId": "bank1", "$and": [ { "_id": 1 } ] }, "remove": true, "$db": "payments" },
+            doc! { "findAndModify": "ledger", "query": { "tenantId": "bank1", "_id": 1 }, "remove": true, "$db": "payments" },
             ReplyShape::AsIs,
         ),
     ]);
@@ -1988,7 +2000,7 @@ fn aggregate_pipelines_are_scoped_at_every_depth() {
                 rawdoc! { "$geoNear": { "near": [ 1.0, 2.0 ], "distanceField": "d", "query": { "kind": "atm" } } },
                 rawdoc! { "$limit": 5 },
             ]),
-            doc! { "aggregate": "payments", "pipeline": [ { "$geoNear": { "near": [ 1.0, 2.0 ], "distanceField": "d", "query": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "kind": "atm" } ] } } }, { "$limit": 5 } ], "cursor": {}, "$db": "payments" },
+            doc! { "aggregate": "payments", "pipeline": [ { "$geoNear": { "near": [ 1.0, 2.0 ], "distanceField": "d", "query": { "tenantId": "bank1", "deletedAt": null, "kind": "atm" } } }, { "$limit": 5 } ], "cursor": {}, "$db": "payments" },
         ),
         (
             "$geoNear first without a query gets one",
@@ -2068,7 +2080,7 @@ fn aggregate_pipelines_are_scoped_at_every_depth() {
             agg(vec![
                 rawdoc! { "$graphLookup": { "from": "accounts", "startWith": "$parent", "connectFromField": "parent", "connectToField": "_id", "as": "chain", "maxDepth": 3, "restrictSearchWithMatch": { "active": true } } },
             ]),
-            doc! { "aggregate": "payments", "pipeline": [ { "$match": { "tenantId": "bank1", "deletedAt": null } }, { "$graphLookup": { "from": "accounts", "startWith": "$parent", "connectFromField": "parent", "connectToField": "_id", "as": "chain", "maxDepth": 3, "restrictSearchWithMatch": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "active": true } ] } } } ], "cursor": {}, "$db": "payments" },
+            doc! { "aggregate": "payments", "pipeline": [ { "$match": { "tenantId": "bank1", "deletedAt": null } }, { "$graphLookup": { "from": "accounts", "startWith": "$parent", "connectFromField": "parent", "connectToField": "_id", "as": "chain", "maxDepth": 3, "restrictSearchWithMatch": { "tenantId": "bank1", "deletedAt": null, "active": true } } } ], "cursor": {}, "$db": "payments" },
         ),
         (
             "$unionWith string form",
@@ -2334,7 +2346,7 @@ fn include_deleted_drops_the_live_only_condition_and_is_stripped() {
             "string form",
             Bank1,
             rawdoc! { "find": "payments", "filter": { "status": "paid" }, "comment": "tenantgate:includeDeleted", "$db": "payments" },
-            doc! { "find": "payments", "filter": { "tenantId": "bank1", "$and": [ { "status": "paid" } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank1", "status": "paid" }, "$db": "payments" },
         ),
         (
             "document form keeps the rest of the comment",
@@ -2370,7 +2382,7 @@ fn include_deleted_drops_the_live_only_condition_and_is_stripped() {
             "restore: $unset deletedAt on a deleted document",
             Bank1,
             rawdoc! { "update": "payments", "updates": [ { "q": { "_id": 1 }, "u": { "$unset": { "deletedAt": "" } } } ], "comment": "tenantgate:includeDeleted", "$db": "payments" },
-            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "$and": [ { "_id": 1 } ] }, "u": { "$unset": { "deletedAt": "" } } } ], "$db": "payments" },
+            doc! { "update": "payments", "updates": [ { "q": { "tenantId": "bank1", "_id": 1 }, "u": { "$unset": { "deletedAt": "" } } } ], "$db": "payments" },
         ),
         (
             "a plain comment is forwarded as it is",
@@ -2461,7 +2473,7 @@ fn super_admin_acting_as_a_tenant_gets_the_tenant_rules() {
             "find as bank2",
             AdminAs("bank2"),
             rawdoc! { "find": "payments", "filter": { "status": "paid" }, "comment": "tenantgate:actAs=bank2", "$db": "payments" },
-            doc! { "find": "payments", "filter": { "tenantId": "bank2", "deletedAt": null, "$and": [ { "status": "paid" } ] }, "$db": "payments" },
+            doc! { "find": "payments", "filter": { "tenantId": "bank2", "deletedAt": null, "status": "paid" }, "$db": "payments" },
             ReplyShape::AsIs,
         ),
         (
@@ -2567,7 +2579,7 @@ fn collection_modes_and_databases() {
             "global read: no tenant condition, live documents only",
             Bank1,
             rawdoc! { "find": "currencies", "filter": { "code": "EUR" }, "$db": "payments" },
-            doc! { "find": "currencies", "filter": { "deletedAt": null, "$and": [ { "code": "EUR" } ] }, "$db": "payments" },
+            doc! { "find": "currencies", "filter": { "deletedAt": null, "code": "EUR" }, "$db": "payments" },
         ),
         (
             "global count",
@@ -3140,6 +3152,6 @@ fn an_attempt_the_detector_cannot_see_is_still_scoped() {
         find(
             rawdoc! { "$expr": { "$eq": [ { "$getField": { "field": { "$concat": [ "tenant", "Id" ] }, "input": "$$ROOT" } }, "bank2" ] } },
         ),
-        doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$and": [ { "$expr": { "$eq": [ { "$getField": { "field": { "$concat": [ "tenant", "Id" ] }, "input": "$$ROOT" } }, "bank2" ] } } ] }, "$db": "payments" },
+        doc! { "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "$expr": { "$eq": [ { "$getField": { "field": { "$concat": [ "tenant", "Id" ] }, "input": "$$ROOT" } }, "bank2" ] } }, "$db": "payments" },
     )]);
 }
