@@ -18,7 +18,7 @@ use tenantgate_wire::element::{Value, elements, get};
 use tenantgate_wire::{
     Compressor, Message, MsgFlags, OpMsg, OpQuery, Payload, RawDoc, Section, split_frame,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::auth::scram::{self, Conversation, Mechanism};
@@ -27,6 +27,9 @@ use crate::limits::ConnectionSlot;
 use crate::reply::{code, error_body, op_msg, op_reply, overloaded_body, retryable_error_body};
 use crate::server::Shared;
 use crate::upstream::UpstreamError;
+
+mod write;
+use write::write_reply;
 
 /// A SCRAM exchange in progress.
 #[derive(Debug)]
@@ -78,6 +81,7 @@ pub(crate) async fn run<S>(
     let limits = shared.limits;
     let idle = Duration::from_secs(shared.config.proxy.idle_timeout_secs.max(1));
     let frame_timeout = Duration::from_secs(shared.config.proxy.frame_timeout_secs.max(1));
+    let write_timeout = Duration::from_secs(shared.config.proxy.write_timeout_secs.max(1));
     // One task reads, handles and writes in turn, so the stream is never split. The idle and
     // frame timeouts share one timer that is re-armed only when a deadline must come *earlier*
     // than the armed one: one that fires early is re-armed to the real deadline. Re-registering
@@ -187,7 +191,10 @@ pub(crate) async fn run<S>(
                 break;
             }
         };
-        if stream.write_all(&bytes).await.is_err() {
+        if let Err(e) = write_reply(&mut stream, &bytes, write_timeout).await {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                tracing::info!(target: "tenantgate::proxy", connection = id, peer = %peer, bytes = bytes.len(), "closing: the client accepted none of a reply for the write timeout");
+            }
             break;
         }
     }
