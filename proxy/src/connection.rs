@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::sessions::Claim;
 use bson::{RawDocumentBuf, rawdoc};
 use bytes::BytesMut;
+use futures::FutureExt;
 use tenantgate_policy::{AuditKind, AuditRecord, Context, Decision, Principal, Rule, decide};
 use tenantgate_wire::element::{Value, elements, get};
 use tenantgate_wire::{
@@ -119,9 +120,14 @@ pub(crate) async fn run<S>(
         .metrics
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
+    // Set when shutdown is signalled while waiting for a command: what the client already sent
+    // is answered with `ShutdownInProgress`, nothing more is read, and the connection closes.
+    // A command being handled when the signal comes is finished and answered first.
+    let mut draining = false;
     loop {
         let frame = match split_frame(&mut buf, &limits) {
             Ok(Some(frame)) => frame,
+            Ok(None) if draining => break,
             Ok(None) => {
                 // Idle between frames; once a frame has started, the rest of it must arrive
                 // within the frame timeout, however slowly it trickles in (slowloris).
@@ -139,9 +145,20 @@ pub(crate) async fn run<S>(
                     armed = deadline;
                 }
                 let read = tokio::select! {
+                    // Shutdown first: a client that keeps sending must not keep a draining
+                    // proxy busy.
+                    biased;
+                    _ = shutdown.changed() => {
+                        draining = true;
+                        // A command racing the signal may already be in the socket: take what
+                        // is there without waiting, so it gets an answer instead of a reset.
+                        if let Some(Ok(0) | Err(_)) = stream.read_buf(&mut buf).now_or_never() {
+                            break;
+                        }
+                        continue;
+                    }
                     read = stream.read_buf(&mut buf) => Some(read),
                     () = &mut timer => None,
-                    _ = shutdown.changed() => break,
                 };
                 match read {
                     None if tokio::time::Instant::now() < deadline => {
@@ -175,7 +192,15 @@ pub(crate) async fn run<S>(
                 break;
             }
         };
-        let Some((reply, compressible)) = client.handle(msg).await else {
+        // A frame read after the signal (or pipelined behind the last command) is refused
+        // rather than started: the drain only finishes what is in flight.
+        let handled = if draining || *shutdown.borrow() {
+            draining = true;
+            client.shutting_down(&msg).map(|m| (m, true))
+        } else {
+            client.handle(msg).await
+        };
+        let Some((reply, compressible)) = handled else {
             continue;
         };
         let reply = match used {
@@ -211,6 +236,22 @@ pub(crate) async fn run<S>(
 impl Client {
     fn reply_id(&self) -> i32 {
         self.shared.next_reply_id.fetch_add(1, Ordering::Relaxed) & i32::MAX
+    }
+
+    /// The answer to a message that arrives after shutdown began: MongoDB's own
+    /// `ShutdownInProgress`, labelled retryable (nothing of it ran), as mongod answers while it
+    /// stops. Drivers then mark the server unknown and fail over or report the error.
+    fn shutting_down(&self, msg: &Message) -> Option<Message> {
+        let body = retryable_error_body(
+            code::SHUTDOWN_IN_PROGRESS,
+            "ShutdownInProgress",
+            "tenantgate is shutting down",
+        );
+        match &msg.payload {
+            Payload::Msg(op) if op.flags().more_to_come() => None,
+            Payload::Query(_) => Some(op_reply(self.reply_id(), msg.request_id, raw(body), true)),
+            _ => Some(op_msg(self.reply_id(), msg.request_id, raw(body))),
+        }
     }
 
     /// One message in, at most one reply out (with whether it may be compressed).
