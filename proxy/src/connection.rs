@@ -216,6 +216,8 @@ pub(crate) async fn run<S>(
                 break;
             }
         };
+        // Only the encoded copy is needed now; a client slow to read must not pin two.
+        drop(reply);
         if let Err(e) = write_reply(&mut stream, &bytes, write_timeout).await {
             if e.kind() == std::io::ErrorKind::TimedOut {
                 tracing::info!(target: "tenantgate::proxy", connection = id, peer = %peer, bytes = bytes.len(), "closing: the client accepted none of a reply for the write timeout");
