@@ -62,8 +62,8 @@ async fn worker(uri: String, db: String, k: usize, stop: Arc<AtomicBool>) -> See
             }
             Ok(Ok(_)) => {
                 seen.acknowledged.push(id.clone());
-                let read = tokio::time::timeout(HUNG, coll.find_one(doc! { "_id": &id })).await;
-                match read {
+                let started = Instant::now();
+                match tokio::time::timeout(HUNG, coll.find_one(doc! { "_id": &id })).await {
                     Err(_) => {
                         seen.hung += 1;
                         false
@@ -73,17 +73,22 @@ async fn worker(uri: String, db: String, k: usize, stop: Arc<AtomicBool>) -> See
                         true
                     }
                     Ok(Ok(None)) => panic!("an acknowledged insert {id} was not found"),
-                    Ok(Err(_)) => false,
+                    Ok(Err(_)) => {
+                        seen.slowest_failure = seen.slowest_failure.max(started.elapsed());
+                        false
+                    }
                 }
             }
-            Ok(Err(_)) => false,
+            Ok(Err(_)) => {
+                seen.slowest_failure = seen.slowest_failure.max(started.elapsed());
+                false
+            }
         };
         if ok {
             failures_in_a_row = 0;
         } else {
             seen.failed += 1;
             failures_in_a_row += 1;
-            seen.slowest_failure = seen.slowest_failure.max(started.elapsed());
         }
     }
     seen
@@ -249,9 +254,12 @@ async fn sigterm_under_load_drains_refuses_new_commands_and_exits_within_the_gra
         slowest = slowest.max(seen.slowest_failure);
         acknowledged.extend(seen.acknowledged);
     }
+    // A command failing after the signal may wait behind the drain (at most the grace period)
+    // and then for server selection (3 s) before the driver gives up.
+    let prompt = Duration::from_secs(GRACE_SECS + 3) + EXIT_SLACK;
     assert!(
-        slowest < Duration::from_secs(8),
-        "a failing command took {slowest:?}: failures must be prompt"
+        slowest < prompt,
+        "a failing command took {slowest:?}, more than {prompt:?}"
     );
 
     // Every acknowledged insert is in the upstream exactly once.
