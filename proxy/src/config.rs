@@ -150,6 +150,9 @@ pub struct ProxyConfig {
     pub idle_timeout_secs: u64,
     /// Close a client connection that leaves a frame half-sent for this many seconds.
     pub frame_timeout_secs: u64,
+    /// Close a client connection that accepts none of a reply's bytes for this many seconds (a
+    /// client that never reads would otherwise hold its task, its slot and the reply forever).
+    pub write_timeout_secs: u64,
     /// Largest accepted message.
     pub max_message_size: usize,
     /// Accept `PLAIN` (a JWT as the password) without TLS. Development only.
@@ -165,6 +168,7 @@ impl Default for ProxyConfig {
             max_connections: 10_000,
             idle_timeout_secs: 600,
             frame_timeout_secs: 30,
+            write_timeout_secs: 30,
             max_message_size: tenantgate_wire::MAX_MESSAGE_SIZE_BYTES,
             allow_plain_without_tls: false,
         }

@@ -13,12 +13,13 @@ use std::time::Duration;
 use crate::sessions::Claim;
 use bson::{RawDocumentBuf, rawdoc};
 use bytes::BytesMut;
+use futures::FutureExt;
 use tenantgate_policy::{AuditKind, AuditRecord, Context, Decision, Principal, Rule, decide};
 use tenantgate_wire::element::{Value, elements, get};
 use tenantgate_wire::{
     Compressor, Message, MsgFlags, OpMsg, OpQuery, Payload, RawDoc, Section, split_frame,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::auth::scram::{self, Conversation, Mechanism};
@@ -27,6 +28,9 @@ use crate::limits::ConnectionSlot;
 use crate::reply::{code, error_body, op_msg, op_reply, overloaded_body, retryable_error_body};
 use crate::server::Shared;
 use crate::upstream::UpstreamError;
+
+mod write;
+use write::write_reply;
 
 /// A SCRAM exchange in progress.
 #[derive(Debug)]
@@ -78,6 +82,7 @@ pub(crate) async fn run<S>(
     let limits = shared.limits;
     let idle = Duration::from_secs(shared.config.proxy.idle_timeout_secs.max(1));
     let frame_timeout = Duration::from_secs(shared.config.proxy.frame_timeout_secs.max(1));
+    let write_timeout = Duration::from_secs(shared.config.proxy.write_timeout_secs.max(1));
     // One task reads, handles and writes in turn, so the stream is never split. The idle and
     // frame timeouts share one timer that is re-armed only when a deadline must come *earlier*
     // than the armed one: one that fires early is re-armed to the real deadline. Re-registering
@@ -115,9 +120,14 @@ pub(crate) async fn run<S>(
         .metrics
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
+    // Set when shutdown is signalled while waiting for a command: what the client already sent
+    // is answered with `ShutdownInProgress`, nothing more is read, and the connection closes.
+    // A command being handled when the signal comes is finished and answered first.
+    let mut draining = false;
     loop {
         let frame = match split_frame(&mut buf, &limits) {
             Ok(Some(frame)) => frame,
+            Ok(None) if draining => break,
             Ok(None) => {
                 // Idle between frames; once a frame has started, the rest of it must arrive
                 // within the frame timeout, however slowly it trickles in (slowloris).
@@ -135,9 +145,20 @@ pub(crate) async fn run<S>(
                     armed = deadline;
                 }
                 let read = tokio::select! {
+                    // Shutdown first: a client that keeps sending must not keep a draining
+                    // proxy busy.
+                    biased;
+                    _ = shutdown.changed() => {
+                        draining = true;
+                        // A command racing the signal may already be in the socket: take what
+                        // is there without waiting, so it gets an answer instead of a reset.
+                        if let Some(Ok(0) | Err(_)) = stream.read_buf(&mut buf).now_or_never() {
+                            break;
+                        }
+                        continue;
+                    }
                     read = stream.read_buf(&mut buf) => Some(read),
                     () = &mut timer => None,
-                    _ = shutdown.changed() => break,
                 };
                 match read {
                     None if tokio::time::Instant::now() < deadline => {
@@ -171,7 +192,15 @@ pub(crate) async fn run<S>(
                 break;
             }
         };
-        let Some((reply, compressible)) = client.handle(msg).await else {
+        // A frame read after the signal (or pipelined behind the last command) is refused
+        // rather than started: the drain only finishes what is in flight.
+        let handled = if draining || *shutdown.borrow() {
+            draining = true;
+            client.shutting_down(&msg).map(|m| (m, true))
+        } else {
+            client.handle(msg).await
+        };
+        let Some((reply, compressible)) = handled else {
             continue;
         };
         let reply = match used {
@@ -187,7 +216,12 @@ pub(crate) async fn run<S>(
                 break;
             }
         };
-        if stream.write_all(&bytes).await.is_err() {
+        // Only the encoded copy is needed now; a client slow to read must not pin two.
+        drop(reply);
+        if let Err(e) = write_reply(&mut stream, &bytes, write_timeout).await {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                tracing::info!(target: "tenantgate::proxy", connection = id, peer = %peer, bytes = bytes.len(), "closing: the client accepted none of a reply for the write timeout");
+            }
             break;
         }
     }
@@ -204,6 +238,22 @@ pub(crate) async fn run<S>(
 impl Client {
     fn reply_id(&self) -> i32 {
         self.shared.next_reply_id.fetch_add(1, Ordering::Relaxed) & i32::MAX
+    }
+
+    /// The answer to a message that arrives after shutdown began: MongoDB's own
+    /// `ShutdownInProgress`, labelled retryable (nothing of it ran), as mongod answers while it
+    /// stops. Drivers then mark the server unknown and fail over or report the error.
+    fn shutting_down(&self, msg: &Message) -> Option<Message> {
+        let body = retryable_error_body(
+            code::SHUTDOWN_IN_PROGRESS,
+            "ShutdownInProgress",
+            "tenantgate is shutting down",
+        );
+        match &msg.payload {
+            Payload::Msg(op) if op.flags().more_to_come() => None,
+            Payload::Query(_) => Some(op_reply(self.reply_id(), msg.request_id, raw(body), true)),
+            _ => Some(op_msg(self.reply_id(), msg.request_id, raw(body))),
+        }
     }
 
     /// One message in, at most one reply out (with whether it may be compressed).

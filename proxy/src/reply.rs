@@ -25,6 +25,9 @@ pub mod code {
     pub const BAD_VALUE: i32 = 2;
     /// `IngressRequestRateLimitExceeded`: a per-tenant limit (retryable).
     pub const RATE_LIMITED: i32 = 462;
+    /// `ShutdownInProgress`: a command that arrived after shutdown began (retryable; drivers
+    /// also mark the server unknown and reconnect).
+    pub const SHUTDOWN_IN_PROGRESS: i32 = 91;
 }
 
 /// `{ ok: 0, errmsg, code, codeName }`.

@@ -299,7 +299,13 @@ impl Proxy {
     /// Serves until `shutdown` resolves, then stops accepting, tells connections to finish and
     /// waits up to `grace` for them.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>, grace: Duration) {
-        let permits = Arc::new(Semaphore::new(self.shared.config.proxy.max_connections));
+        let Proxy {
+            listener,
+            shared,
+            tls,
+            services: _,
+        } = self;
+        let permits = Arc::new(Semaphore::new(shared.config.proxy.max_connections));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
@@ -309,15 +315,15 @@ impl Proxy {
                 _ = &mut shutdown => break,
             };
             let accepted = tokio::select! {
-                a = self.listener.accept() => a,
+                a = listener.accept() => a,
                 _ = &mut shutdown => break,
             };
             match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let shared = self.shared.clone();
+                    let shared = shared.clone();
                     let stop = stop_rx.clone();
-                    let tls = self.tls.clone();
+                    let tls = tls.clone();
                     tasks.spawn(async move {
                         match tls {
                             None => crate::connection::run(stream, peer, shared, stop, false).await,
@@ -344,6 +350,10 @@ impl Proxy {
             }
             while tasks.try_join_next().is_some() {}
         }
+        // Closed now, not when `run` returns: a listener kept open during the drain would let
+        // the kernel complete new clients' handshakes into a backlog nobody serves, and they
+        // would hang until the process exits instead of being refused at once.
+        drop(listener);
         tracing::info!(target: "tenantgate::proxy", connections = tasks.len(), "shutting down: draining connections");
         let _ = stop_tx.send(true);
         let drained =

@@ -35,7 +35,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(args))
+    let result = runtime.block_on(serve(args));
+    // Background tasks (audit writer, cache refreshers) are cancelled, not awaited: the grace
+    // period is already spent.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 fn init_logging(format: &str) {
@@ -99,10 +103,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
     });
     shutdown_signal().await;
     tracing::info!("shutdown requested");
+    // Both listeners close and both drains run at once, against one deadline: the proxy bounds
+    // its own drain by `grace`; an HTTP request still running at the deadline is cut off rather
+    // than allowed to hold the process past the grace period its operator configured.
+    let deadline = tokio::time::Instant::now() + grace;
     let _ = stop_tx.send(true);
     let _ = proxy_task.await;
-    if let Ok(Err(e)) = api_task.await {
-        tracing::warn!(error = %e, "api server error");
+    let api_abort = api_task.abort_handle();
+    match tokio::time::timeout_at(deadline, api_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "api server error"),
+        Ok(_) => {}
+        Err(_) => {
+            tracing::warn!("grace period over; closing remaining HTTP requests");
+            api_abort.abort();
+        }
     }
     Ok(())
 }

@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use bson::{RawDocumentBuf, rawdoc};
 use bytes::Bytes;
+
+/// Replies above this size release the connection's read buffer afterwards (see
+/// `send_and_receive`); smaller ones reuse it, which is the common, fast case.
+const LARGE_FRAME: usize = 1 << 20;
 use futures::{SinkExt, StreamExt};
 use std::sync::Mutex;
 use tenantgate_wire::codec::FrameCodec;
@@ -302,6 +306,12 @@ impl Upstream {
             .run(self.timeout, exchange)
             .await
             .ok_or(UpstreamError::Timeout)??;
+        // The frame was split off the connection's read buffer and shares its allocation: left
+        // alone, a pooled connection that once carried a large reply would pin that much memory
+        // (up to maxMessageSizeBytes each) for as long as it stays in the pool.
+        if frame.len() > LARGE_FRAME && io.read_buffer().is_empty() {
+            *io.read_buffer_mut() = bytes::BytesMut::new();
+        }
         let reply = Message::decode(frame, &self.limits)
             .and_then(|m| m.decompressed(&self.limits))
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?
