@@ -143,3 +143,60 @@ fn the_harness_catches_an_unscoped_forward() {
     });
     assert!(caught.is_err(), "an unscoped filter must fail the harness");
 }
+
+/// A command nested `levels` deep under its filter (`q` for update), as a raw-mode fuzz input.
+fn deep_input(command: &str, levels: u32) -> Vec<u8> {
+    let mut inner = bson::doc! { "x": 1 };
+    for _ in 0..levels {
+        inner = bson::doc! { "a": inner };
+    }
+    let body = match command {
+        "find" => bson::doc! { "find": "payments", "filter": inner, "$db": "payments" },
+        _ => bson::doc! {
+            "update": "payments",
+            "updates": [ { "q": inner, "u": { "$set": { "status": "paid" } } } ],
+            "$db": "payments",
+        },
+    };
+    let mut input = vec![0u8];
+    input.extend(grammar::sections(&body, &[]).expect("the deep command encodes"));
+    input
+}
+
+/// Found by the harness's wire invariant: a filter within the depth limit was moved under
+/// `$and: [ … ]` and forwarded two levels past `MAX_BSON_DEPTH`, a command MongoDB (and
+/// tenantgate's own codec) refuse as malformed. The engine now refuses it itself.
+#[test]
+fn a_filter_deepened_past_the_depth_limit_is_refused_not_forwarded() {
+    let dir = fuzz_dir("regressions/policy");
+    for (file, command, levels) in [
+        ("deep_filter_find.bin", "find", 198),
+        ("deep_filter_update.bin", "update", 196),
+    ] {
+        let path = dir.join(file);
+        if std::env::var_os("TENANTGATE_WRITE_SEEDS").is_some() {
+            std::fs::write(&path, deep_input(command, levels)).expect("the regression is written");
+        }
+        let input = std::fs::read(&path).expect("the regression input is checked in");
+        assert_eq!(input, deep_input(command, levels), "{file} is what it says");
+        let outcome = policy_check::tenant_outcome(&input).expect("the input decodes");
+        match outcome.decision {
+            tenantgate_policy::Decision::Reject(r) => {
+                assert_eq!(r.rule, tenantgate_policy::Rule::MalformedCommand, "{file}");
+                assert!(
+                    r.message.contains("nests too deeply"),
+                    "{file}: {}",
+                    r.message
+                );
+            }
+            other => panic!("{file}: {other:?}"),
+        }
+        // Ordinary nesting is not refused: the same command a few levels shallower forwards.
+        let shallow = policy_check::tenant_outcome(&deep_input(command, levels - 8))
+            .expect("the input decodes");
+        assert!(
+            matches!(shallow.decision, tenantgate_policy::Decision::Forward(_)),
+            "{file} minus 8 levels forwards"
+        );
+    }
+}
