@@ -7,7 +7,7 @@
 //! rejected.
 
 use bson::{DateTime, RawDocument};
-use tenantgate_wire::{DocumentSequence, OpMsg, RawDoc};
+use tenantgate_wire::{DocumentSequence, MAX_BSON_DEPTH, OpMsg, RawDoc};
 
 use crate::audit::{AuditKind, AuditRecord, command_shape};
 use crate::config::{CollectionMode, CollectionPolicy, PolicyConfig};
@@ -139,6 +139,38 @@ impl<'a> Tenant<'a> {
     }
 }
 
+/// Levels of nesting a tenant rewrite may add to a command — a filter moved under
+/// `$and: [ … ]` sits two levels deeper — with a margin. Commands further than this from
+/// [`MAX_BSON_DEPTH`] cannot pass it once rewritten, so only the others pay for a check.
+const REWRITE_DEPTH_MARGIN: u32 = 8;
+
+/// Refuses a rewritten command nested deeper than [`MAX_BSON_DEPTH`]: the client's command was
+/// within the limit, but scoping deepened it, and the proxy must not send what MongoDB (and its
+/// own codec) would refuse as malformed.
+fn within_depth(req: &Request<'_>, forward: Forward) -> Result<Forward, Rejection> {
+    let near_limit = |d: &RawDoc| {
+        d.facts()
+            .is_none_or(|f| f.depth + REWRITE_DEPTH_MARGIN > MAX_BSON_DEPTH)
+    };
+    let inputs = std::iter::once(req.raw).chain(req.sequences.iter().flat_map(|s| &s.documents));
+    if !inputs.into_iter().any(near_limit) {
+        return Ok(forward);
+    }
+    let too_deep = |d: &RawDoc| RawDoc::from_bytes(d.bytes().clone(), MAX_BSON_DEPTH).is_err();
+    let outputs =
+        std::iter::once(&forward.body).chain(forward.sequences.iter().flat_map(|s| &s.documents));
+    if outputs.into_iter().any(too_deep) {
+        return Err(Rejection::new(
+            Rule::MalformedCommand,
+            format!(
+                "the command nests too deeply: with the tenant scope added it would pass \
+                 MongoDB's limit of {MAX_BSON_DEPTH} levels"
+            ),
+        ));
+    }
+    Ok(forward)
+}
+
 /// Decides one OP_MSG.
 pub fn decide(msg: &OpMsg, ctx: &Context<'_>) -> Outcome {
     decide_command(msg.body(), msg.sequences(), ctx)
@@ -261,7 +293,7 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
                 now: ctx.now,
                 options: opts,
             };
-            match rewrite::tenant_command(&req, &t) {
+            match rewrite::tenant_command(&req, &t).and_then(|f| within_depth(&req, f)) {
                 Ok(forward) => {
                     // A super_admin reading or writing as a tenant is still a privileged act.
                     let audit = (ctx.principal.tenant.is_none() && admin::audited_bypass(name))

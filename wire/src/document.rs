@@ -71,12 +71,17 @@ pub struct DocFacts {
     pub duplicate_keys: bool,
     /// JavaScript appears: a code value, or a `$where` / `$function` / `$accumulator` key.
     pub javascript: bool,
+    /// How many levels of documents and arrays nest below this one (0: none). The policy engine
+    /// reads it to tell whether a rewrite that adds levels could pass [`crate::MAX_BSON_DEPTH`].
+    pub depth: u32,
 }
 
 impl DocFacts {
-    fn merge(&mut self, other: DocFacts) {
-        self.duplicate_keys |= other.duplicate_keys;
-        self.javascript |= other.javascript;
+    /// Folds in the facts of a document nested directly inside this one.
+    fn merge_child(&mut self, child: DocFacts) {
+        self.duplicate_keys |= child.duplicate_keys;
+        self.javascript |= child.javascript;
+        self.depth = self.depth.max(child.depth + 1);
     }
 }
 
@@ -343,7 +348,7 @@ fn validate_at(
                 if n > value.len() {
                     return Err(fail(at, BsonFault::Truncated));
                 }
-                facts.merge(validate_at(
+                facts.merge_child(validate_at(
                     &value[..n],
                     at,
                     depth + 1,
@@ -554,7 +559,10 @@ mod tests {
         let facts = |d: &bson::RawDocumentBuf| validate(d.as_bytes(), 200).expect("valid");
         assert_eq!(
             facts(&rawdoc! { "a": 1, "b": { "c": [1, 1] } }),
-            DocFacts::default()
+            DocFacts {
+                depth: 2,
+                ..DocFacts::default()
+            }
         );
         let mut dup = rawdoc! { "x": 1 };
         dup.append(bson::raw::cstr!("x"), 2);
@@ -576,6 +584,24 @@ mod tests {
             !facts(&rawdoc! { "where": "$where" }).javascript,
             "values are data"
         );
+    }
+
+    #[test]
+    fn validation_reports_the_deepest_nesting() {
+        let facts = |d: &bson::RawDocumentBuf| validate(d.as_bytes(), 200).expect("valid");
+        assert_eq!(facts(&rawdoc! { "a": 1 }).depth, 0);
+        assert_eq!(
+            facts(&rawdoc! { "a": {}, "b": [ { "c": [ [] ] } ] }).depth,
+            4
+        );
+        let mut deep = rawdoc! { "x": 1 };
+        for _ in 0..150 {
+            deep = rawdoc! { "a": deep };
+        }
+        assert_eq!(facts(&deep).depth, 150);
+        // The deepest document `from_bytes` accepts under a limit has exactly that depth.
+        assert!(validate(deep.as_bytes(), 150).is_ok());
+        assert!(validate(deep.as_bytes(), 149).is_err());
     }
 
     #[test]
