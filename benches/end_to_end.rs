@@ -129,12 +129,12 @@ async fn client(uri: &str, pool: usize) -> mongodb::Client {
 }
 
 /// The filter for document `n`: `{_id}` as the application sends it, or (`scoped`) the shape
-/// tenantgate forwards, `{tenantId, deletedAt: null, $and: [{_id}]}`, sent directly to show
+/// tenantgate forwards, `{tenantId, deletedAt: null, _id}`, sent directly to show
 /// what the upstream's planner makes of it.
 fn filter(n: usize, scoped: bool) -> Document {
     let id = format!("pay_{n:06}");
     if scoped {
-        doc! { "tenantId": "bank1", "deletedAt": bson::Bson::Null, "$and": [ { "_id": id } ] }
+        doc! { "tenantId": "bank1", "deletedAt": bson::Bson::Null, "_id": id }
     } else {
         doc! { "_id": id }
     }

@@ -11,8 +11,8 @@
 //!   every pipeline that reads a collection, recursively through `$lookup`, `$unionWith`,
 //!   `$graphLookup` and `$facet`, and the command inside `explain`) has only the scope's keys at
 //!   its top: `tenantId: "bank1"` first (tenant collections), `deletedAt: null` (soft-delete
-//!   collections, unless a comment could have asked for deleted documents) and the caller's
-//!   filter under a one-element `$and`; every inserted document carries exactly one top-level
+//!   collections, unless a comment could have asked for deleted documents), each exactly once,
+//!   then the caller's conditions (flat, or under `$and`); every inserted document carries exactly one top-level
 //!   `tenantId`, equal to `bank1`; nothing outside the tenant allowlist, and no denied stage, is
 //!   forwarded; `$db` is unchanged and open to tenants;
 //! - a `super_admin` acting as a tenant is audited (except the commands documented as unaudited);
@@ -400,8 +400,10 @@ fn check_command(
     }
 }
 
-/// A scoped filter for a read or write of `coll`: only the scope's keys and one `$and` at the
-/// top, the tenant field first and equal to [`TENANT`].
+/// A scoped filter for a read or write of `coll`: the scope's keys first, each once (the tenant
+/// field at the very top and equal to [`TENANT`], the soft-delete field null), then the caller's
+/// conditions — flat, or under `$and` when they name a scope field. MongoDB ANDs the top-level
+/// fields, so any user condition after them can only narrow the result.
 fn check_filter(filter: &RawDocument, coll: &str, soft: bool, cfg: &PolicyConfig) {
     let policy = cfg.collection(coll);
     assert!(
@@ -409,11 +411,13 @@ fn check_filter(filter: &RawDocument, coll: &str, soft: bool, cfg: &PolicyConfig
         "'{coll}' ({:?}) reached by a tenant",
         policy.mode
     );
-    let (mut tenant, mut deleted) = (0, 0);
+    let want_tenant = policy.mode == CollectionMode::Tenant;
+    let want_live = soft && policy.soft_delete;
+    let (mut tenant, mut deleted, mut user) = (0, 0, false);
     for (i, e) in elements(filter).enumerate() {
         let e = e.expect("a forwarded filter reads");
         match e.key() {
-            k if k == cfg.tenant_field => {
+            k if k == cfg.tenant_field && want_tenant => {
                 assert_eq!(
                     e.value(),
                     Value::String(TENANT),
@@ -422,27 +426,31 @@ fn check_filter(filter: &RawDocument, coll: &str, soft: bool, cfg: &PolicyConfig
                 assert_eq!(i, 0, "the tenant condition comes first");
                 tenant += 1;
             }
-            k if k == cfg.soft_delete_field => {
+            k if k == cfg.soft_delete_field && want_live => {
                 assert_eq!(e.value(), Value::Null, "the soft-delete condition is null");
+                assert!(
+                    !user,
+                    "the soft-delete condition precedes the caller's conditions"
+                );
                 deleted += 1;
             }
+            // A field the scope does not set here (a global collection's tenant field, the
+            // soft-delete field when deleted documents were asked for) is the caller's own.
+            k if k == cfg.tenant_field || k == cfg.soft_delete_field => user = true,
             "$and" => {
-                let arr = e.as_array().expect("$and is an array");
-                assert_eq!(
-                    elements(arr).count(),
-                    1,
-                    "the user's filter sits alone under $and"
-                );
+                e.as_array().expect("$and is an array");
+                user = true;
             }
-            k => panic!("'{k}' at the top of a scoped filter: the scope no longer bounds it"),
+            // The caller's own top-level conditions: ANDed with the scope's.
+            _ => user = true,
         }
     }
-    let want_tenant = usize::from(policy.mode == CollectionMode::Tenant);
     assert_eq!(
-        tenant, want_tenant,
+        tenant,
+        usize::from(want_tenant),
         "tenant conditions in a filter on '{coll}'"
     );
-    if soft && policy.soft_delete {
+    if want_live {
         assert_eq!(deleted, 1, "live-only condition in a filter on '{coll}'");
     }
 }

@@ -145,11 +145,16 @@ fn the_harness_catches_an_unscoped_forward() {
 }
 
 /// A command nested `levels` deep under its filter (`q` for update), as a raw-mode fuzz input.
+/// The filter also names `deletedAt`, so the engine must keep it under `$and: [ … ]` (two levels
+/// deeper) rather than joining its conditions to the scope's at the top.
 fn deep_input(command: &str, levels: u32) -> Vec<u8> {
     let mut inner = bson::doc! { "x": 1 };
     for _ in 0..levels {
         inner = bson::doc! { "a": inner };
     }
+    let mut wrapped = bson::doc! { "deletedAt": { "$exists": true } };
+    wrapped.extend(inner);
+    let inner = wrapped;
     let body = match command {
         "find" => bson::doc! { "find": "payments", "filter": inner, "$db": "payments" },
         _ => bson::doc! {
