@@ -344,62 +344,37 @@ fn main() {
     let mut rows = Vec::new();
     for &n in &o.connections {
         for round in 0..o.rounds {
-            let mut rcpu = ((0.0, 0.0), (0.0, 0.0));
-            let d = rt
-                .block_on(loadgen::run(
-                    &direct,
-                    n,
-                    None,
-                    "payments",
-                    warmup,
-                    measure,
-                    |start| {
-                        if start {
-                            rcpu.0 = process::cpu_seconds(responder_pid);
-                        } else {
-                            rcpu.1 = process::cpu_seconds(responder_pid);
-                        }
-                    },
-                ))
-                .expect("direct run");
-            let responder_cpu_us = process::per_command(rcpu, d.commands);
-            let mut relay_cpu = ((0.0, 0.0), (0.0, 0.0));
-            let r = rt
-                .block_on(loadgen::run(
-                    &relayed_addr,
-                    n,
-                    None,
-                    "payments",
-                    warmup,
-                    measure,
-                    |start| {
-                        if start {
-                            relay_cpu.0 = process::cpu_seconds(relay_pid);
-                        } else {
-                            relay_cpu.1 = process::cpu_seconds(relay_pid);
-                        }
-                    },
-                ))
-                .expect("relayed run");
-            let relay_cpu_us = process::per_command(relay_cpu, r.commands);
-            let mut cpu = ((0.0, 0.0), (0.0, 0.0));
-            let p = rt
-                .block_on(loadgen::run(
-                    &through,
-                    n,
-                    Some(("svc-bank1", "bank1-secret")),
-                    "payments",
-                    warmup,
-                    measure,
-                    |start| {
-                        if start {
-                            cpu.0 = process::cpu_seconds(proxy_pid);
-                        } else {
-                            cpu.1 = process::cpu_seconds(proxy_pid);
-                        }
-                    },
-                ))
-                .expect("proxied run");
+            // One measured phase against `addr`, with `pid`'s CPU over exactly its window.
+            let phase = |addr: &str, login: Option<(&str, &str)>, pid: u32, what: &str| {
+                let mut cpu = ((0.0, 0.0), (0.0, 0.0));
+                let sample = rt
+                    .block_on(loadgen::run(
+                        addr,
+                        n,
+                        login,
+                        "payments",
+                        warmup,
+                        measure,
+                        |start| {
+                            if start {
+                                cpu.0 = process::cpu_seconds(pid);
+                            } else {
+                                cpu.1 = process::cpu_seconds(pid);
+                            }
+                        },
+                    ))
+                    .unwrap_or_else(|e| panic!("{what} run: {e}"));
+                let per_command = process::per_command(cpu, sample.commands);
+                (sample, per_command)
+            };
+            let (d, responder_cpu_us) = phase(&direct, None, responder_pid, "direct");
+            let (r, relay_cpu_us) = phase(&relayed_addr, None, relay_pid, "relayed");
+            let (p, proxy_cpu_us) = phase(
+                &through,
+                Some(("svc-bank1", "bank1-secret")),
+                proxy_pid,
+                "proxied",
+            );
             assert!(
                 d.commands > 0 && r.commands > 0 && p.commands > 0,
                 "no command completed: direct {}, relayed {}, through tenantgate {}",
@@ -407,7 +382,6 @@ fn main() {
                 r.commands,
                 p.commands
             );
-            let proxy_cpu_us = process::per_command(cpu, p.commands);
             eprintln!(
                 "connections {n} round {}: direct {:.0}/s, byte relay {:.0}/s, through tenantgate {:.0}/s",
                 round + 1,
