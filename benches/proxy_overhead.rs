@@ -168,42 +168,33 @@ async fn soak(through: &str, seconds: u64, pid: u32) {
     }
 }
 
-fn start_responder() -> (Child, u16) {
+/// Starts this binary again with `args` (the responder or the relay) and reads the port it
+/// prints (`listening <port>`).
+fn start_self(args: &[&str], what: &str) -> (Child, u16) {
     let mut child = Command::new(std::env::current_exe().expect("own path"))
-        .arg("--responder")
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
-        .expect("responder starts");
-    let stdout = child.stdout.take().expect("responder stdout");
+        .unwrap_or_else(|e| panic!("the {what} starts: {e}"));
+    let stdout = child.stdout.take().expect("child stdout");
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
-        .expect("responder prints its port");
+        .unwrap_or_else(|e| panic!("the {what} prints its port: {e}"));
     let port = line
         .trim()
         .strip_prefix("listening ")
         .and_then(|p| p.parse().ok())
-        .expect("responder port");
+        .unwrap_or_else(|| panic!("the {what} printed no port: {line:?}"));
     (child, port)
 }
 
+fn start_responder() -> (Child, u16) {
+    start_self(&["--responder"], "responder")
+}
+
 fn start_relay(upstream_port: u16) -> (Child, u16) {
-    let mut child = Command::new(std::env::current_exe().expect("own path"))
-        .args(["--relay", &upstream_port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("relay starts");
-    let stdout = child.stdout.take().expect("relay stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("relay prints its port");
-    let port = line
-        .trim()
-        .strip_prefix("listening ")
-        .and_then(|p| p.parse().ok())
-        .expect("relay port");
-    (child, port)
+    start_self(&["--relay", &upstream_port.to_string()], "relay")
 }
 
 fn start_tenantgate(upstream_port: u16, dir: &std::path::Path) -> (Child, u16) {
