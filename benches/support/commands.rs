@@ -1,5 +1,5 @@
 //! Commands the policy benchmarks rewrite, shared by `benches/policy.rs` and
-//! `examples/policy_cost.rs` (instruction counts under callgrind).
+//! `policy/examples/policy_cost.rs` (instruction counts under callgrind).
 #![allow(dead_code)]
 
 use bson::{DateTime, RawDocumentBuf, doc, oid::ObjectId, rawdoc};

@@ -2,13 +2,13 @@
 //! `valgrind --tool=callgrind`: counts are repeatable where wall-clock time on a shared VM is not.
 //!
 //! ```text
-//! cargo build --release --example policy_cost
+//! cargo build --release -p tenantgate-policy --example policy_cost
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/policy_cost a_find_by_id rewrite 1000
 //! ```
 //! `scripts/bench-instructions` runs every case with 0 and N iterations and prints the
 //! difference divided by N: instructions per operation, start-up excluded.
 
-#[path = "../benches/support/commands.rs"]
+#[path = "../../benches/support/commands.rs"]
 mod commands;
 
 use std::hint::black_box;
