@@ -8,6 +8,11 @@
 
 use std::hint::black_box;
 
+/// The allocator `tenantgate serve` runs with (src/main.rs), so allocations cost what they cost
+/// in the proxy.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bson::DateTime;
 use bytes::BytesMut;
 use criterion::{Criterion, criterion_group, criterion_main};

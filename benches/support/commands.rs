@@ -126,14 +126,12 @@ pub fn rewrite(
     else {
         panic!("benchmark commands are forwarded")
     };
-    let mut sections = vec![tenantgate_wire::Section::Body(fwd.body)];
-    sections.extend(
-        fwd.sequences
-            .into_iter()
-            .map(tenantgate_wire::Section::Sequence),
-    );
-    let rewritten =
-        OpMsg::from_sections(tenantgate_wire::MsgFlags::default(), sections).expect("one body");
+    let rewritten = OpMsg::from_parts(
+        tenantgate_wire::MsgFlags::default(),
+        fwd.body,
+        fwd.sequences,
+    )
+    .expect("known flags");
     Message::new(msg.request_id, 0, Payload::Msg(rewritten))
         .encode(out)
         .expect("encodes");

@@ -13,6 +13,11 @@ mod commands;
 
 use std::hint::black_box;
 
+/// The allocator `tenantgate serve` runs with (src/main.rs), so allocations cost what they cost
+/// in the proxy.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bson::DateTime;
 use bytes::BytesMut;
 use tenantgate_policy::{Context, PolicyConfig, Principal, TenantId};

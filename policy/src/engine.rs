@@ -41,8 +41,21 @@ pub(crate) struct Request<'a> {
     pub db: &'a str,
     pub raw: &'a RawDoc,
     pub body: &'a RawDocument,
+    /// The body's top-level elements in order, read once by [`decide_command`] so the rule that
+    /// rebuilds the body does not parse it again.
+    pub fields: &'a [Option<Element<'a>>],
     pub sequences: &'a [DocumentSequence],
 }
+
+impl<'a> Request<'a> {
+    /// The body's top-level elements in order, the command name first.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = &Element<'a>> {
+        self.fields.iter().flatten()
+    }
+}
+
+/// Top-level fields kept on the stack; a body with more spills to the heap.
+const INLINE_FIELDS: usize = 24;
 
 /// The tenant rules' view of one command.
 #[derive(Debug, Clone)]
@@ -221,14 +234,35 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
         );
     };
     let (mut db, mut comment) = (None, None);
+    let mut inline: [Option<Element<'_>>; INLINE_FIELDS] = [None; INLINE_FIELDS];
+    let mut spilled: Vec<Option<Element<'_>>> = Vec::new();
+    let mut count = 0;
     for element in std::iter::once(Ok(first)).chain(scan) {
-        match element {
-            Ok(e) if e.key_bytes() == b"$db" && db.is_none() => db = Some(e),
-            Ok(e) if e.key_bytes() == b"comment" && comment.is_none() => comment = Some(e),
-            Ok(_) => {}
+        let e = match element {
+            Ok(e) => e,
             Err(r) => return reject(r, own_tenant),
+        };
+        match e.key_bytes() {
+            b"$db" if db.is_none() => db = Some(e),
+            b"comment" if comment.is_none() => comment = Some(e),
+            _ => {}
         }
+        match inline.get_mut(count) {
+            Some(slot) => *slot = Some(e),
+            None => {
+                if spilled.is_empty() {
+                    spilled.extend_from_slice(&inline);
+                }
+                spilled.push(Some(e));
+            }
+        }
+        count += 1;
     }
+    let fields: &[Option<Element<'_>>] = if spilled.is_empty() {
+        &inline[..count]
+    } else {
+        &spilled
+    };
     let Some(db) = db.and_then(|e| e.as_str()) else {
         return reject(
             Rejection::new(Rule::MalformedCommand, "the command has no string $db"),
@@ -248,6 +282,7 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
         db,
         raw: body,
         body: raw,
+        fields,
         sequences,
     };
 

@@ -84,29 +84,22 @@ impl Scope<'_> {
         let doc = out.open(key, false)?;
         self.write_conditions(out)?;
         if let Some(user) = user.filter(|u| !u.is_empty()) {
-            let (mut repeated, mut kept) = (0usize, 0usize);
-            for e in elements(user) {
-                if self.repeats(&e?) {
-                    repeated += 1;
-                } else {
-                    kept += 1;
-                }
-            }
-            let mut flat = kept > 0;
+            // One pass copies the user's conditions flat, as almost every filter ends up; a
+            // condition on a field the scope sets undoes the copy and takes the `$and` form.
+            let start = out.len();
+            let (mut repeated, mut flat) = (0usize, true);
             for e in elements(user) {
                 let e = e?;
-                if !self.repeats(&e) && self.collides(&e) {
+                if self.repeats(&e) {
+                    repeated += 1;
+                } else if self.collides(&e) {
                     flat = false;
+                } else if flat {
+                    out.copy(&e);
                 }
             }
-            if flat {
-                for e in elements(user) {
-                    let e = e?;
-                    if !self.repeats(&e) {
-                        out.copy(&e);
-                    }
-                }
-            } else if kept > 0 {
+            if !flat {
+                out.truncate(start);
                 let and = out.open("$and", true)?;
                 if repeated == 0 {
                     out.push_doc(user)?;

@@ -17,7 +17,7 @@ use futures::FutureExt;
 use tenantgate_policy::{AuditKind, AuditRecord, Context, Decision, Principal, Rule, decide};
 use tenantgate_wire::element::{Value, elements, get};
 use tenantgate_wire::{
-    Compressor, Message, MsgFlags, OpMsg, OpQuery, Payload, RawDoc, Section, split_frame,
+    Compressor, Message, MsgFlags, OpMsg, OpQuery, Payload, RawDoc, split_frame,
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
@@ -752,14 +752,12 @@ impl Client {
                 {
                     refused
                 } else {
-                    let mut sections = vec![Section::Body(fwd.body)];
-                    sections.extend(fwd.sequences.into_iter().map(Section::Sequence));
                     let flags = op
                         .flags()
                         .known()
                         .with(MsgFlags::EXHAUST_ALLOWED, false)
                         .with(MsgFlags::CHECKSUM_PRESENT, false);
-                    let msg = match OpMsg::from_sections(flags, sections) {
+                    let msg = match OpMsg::from_parts(flags, fwd.body, fwd.sequences) {
                         Ok(m) => Message::new(0, 0, Payload::Msg(m)),
                         Err(e) => {
                             tracing::error!(target: "tenantgate::proxy", error = %e, "rewritten command is not a valid OP_MSG");

@@ -455,6 +455,13 @@ impl DocBuilder {
         self.buf.len()
     }
 
+    /// Drops what was appended after [`DocBuilder::len`] returned `len`, to undo elements
+    /// written at the current level of a document (not of an array: array keys are not
+    /// renumbered). Nothing happens if `len` is past the end.
+    pub fn truncate(&mut self, len: usize) {
+        self.buf.truncate(len.max(4));
+    }
+
     /// Appends an array element (key "0", "1", … in order) read from elsewhere.
     pub fn push_element(&mut self, e: &Element<'_>) -> Result<(), ElementError> {
         let key = self.index_key();

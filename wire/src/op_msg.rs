@@ -164,6 +164,21 @@ impl OpMsg {
         }
     }
 
+    /// A message with a body followed by document sequences, as the proxy forwards a rewritten
+    /// command: [`OpMsg::from_sections`] without the intermediate section list.
+    pub fn from_parts(
+        flags: MsgFlags,
+        body: RawDoc,
+        sequences: Vec<DocumentSequence>,
+    ) -> Result<Self, WireError> {
+        Ok(OpMsg {
+            flags: MsgFlags::from_bits(flags.bits())?,
+            body,
+            sequences,
+            body_position: 0,
+        })
+    }
+
     /// Adds a document sequence after the existing sections.
     pub fn with_sequence(mut self, identifier: impl Into<String>, documents: Vec<RawDoc>) -> Self {
         self.sequences.push(DocumentSequence {

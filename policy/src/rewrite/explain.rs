@@ -76,12 +76,16 @@ pub(super) fn explain(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Reje
             "explain must wrap a command document",
         ));
     };
+    let inner_fields = crate::raw::elements(inner)
+        .map(|e| e.map(Some))
+        .collect::<Result<Vec<_>, _>>()?;
     let inner_req = Request {
         name,
         first,
         db: req.db,
         raw: &inner_raw,
         body: inner,
+        fields: &inner_fields,
         sequences: &[],
     };
     let rewritten = tenant_command(&inner_req, &inner_tenant)?;

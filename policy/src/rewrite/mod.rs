@@ -178,14 +178,13 @@ pub(crate) fn strip_options(req: &Request<'_>, options: &Options) -> Result<RawD
         return Ok(req.raw.clone());
     }
     let mut out = DocBuilder::with_capacity(req.body.as_bytes().len());
-    for element in elements(req.body) {
-        let e = element?;
-        if e.key() == "comment" {
+    for e in req.fields() {
+        if e.key_bytes() == b"comment" {
             if let Some(rest) = &options.remaining {
                 out.doc("comment", rest)?;
             }
         } else {
-            out.copy(&e);
+            out.copy(e);
         }
     }
     finish(out)
@@ -231,23 +230,22 @@ pub(crate) fn rebuild<'b>(
     mut field: impl FnMut(&Element<'b>, &mut DocBuilder) -> Result<(), Rejection>,
 ) -> Result<DocBuilder, Rejection> {
     let mut out = DocBuilder::with_capacity(req.body.as_bytes().len() + 96);
-    for (i, element) in elements(req.body).enumerate() {
-        let e = element?;
+    for (i, e) in req.fields().enumerate() {
         let k = e.key_bytes();
         if i == 0 {
             match rename {
-                Some(name) => out.element(name, &e)?,
-                None => out.copy(&e),
+                Some(name) => out.element(name, e)?,
+                None => out.copy(e),
             }
         } else if k == b"comment" && options.present {
             if let Some(rest) = &options.remaining {
                 out.doc("comment", rest)?;
             }
         } else if is_generic_field(k) {
-            out.copy(&e);
+            out.copy(e);
         } else if listed(known, k) {
             match k {
-                b"collation" => check_collation(&e)?,
+                b"collation" => check_collation(e)?,
                 b"bypassDocumentValidation" if truthy(e.value()) => {
                     return Err(Rejection::new(
                         Rule::CommandNotAllowed,
@@ -256,7 +254,7 @@ pub(crate) fn rebuild<'b>(
                 }
                 _ => {}
             }
-            field(&e, &mut out)?;
+            field(e, &mut out)?;
         } else {
             return Err(Rejection::new(
                 Rule::UnknownField,
