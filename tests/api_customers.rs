@@ -827,6 +827,19 @@ async fn tenant_data_needs_a_token_naming_the_tenant() {
                 "{method} {path} without a token: {}",
                 r.body
             );
+            // Nothing naming a tenant either (the API's bare address): still 401, not
+            // 400 tenant_required.
+            let mut request = c.http.request(method.clone(), api.url(&path));
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let r = send(request).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::UNAUTHORIZED, "authentication_required"),
+                "{method} {path} without a token or a tenant: {}",
+                r.body
+            );
         }
 
         // A bank2 token naming bank1 by header is refused too.

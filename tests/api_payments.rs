@@ -1452,6 +1452,17 @@ async fn callers_without_a_token_or_with_another_tenants_are_refused() {
                 .send(method, path, &[("x-tenant-id", "bank1")], b)
                 .await;
             assert_problem(&r, 401, "authentication_required");
+            // No token and nothing naming a tenant (the API's bare address): still 401, with
+            // the challenge, not 400 tenant_required: the token is what is missing.
+            let r = bench.send(method, path, &[], b).await;
+            assert_problem(&r, 401, "authentication_required");
+            assert_eq!(
+                r.headers
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok()),
+                Some("Bearer realm=\"tenantgate\""),
+                "{method} {path}"
+            );
             let r = bench
                 .send(
                     method,

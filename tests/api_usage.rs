@@ -1230,12 +1230,13 @@ async fn usage_reads_check_the_caller_and_the_period() {
         let bank1 = tenant_token("bank1");
         let bank2 = tenant_token("bank2");
 
-        // No token and nothing naming a tenant: no tenant to read.
+        // No token and nothing naming a tenant: the token is what is missing first.
         let r = get(&url, None, None).await;
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(r.headers().contains_key("www-authenticate"));
         assert_eq!(
             r.json::<Value>().await.expect("JSON")["code"],
-            "tenant_required"
+            "authentication_required"
         );
         // A tenant named by header, but no token: 401.
         let r = get(&url, None, Some("bank1")).await;

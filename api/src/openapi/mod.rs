@@ -58,6 +58,10 @@ use crate::state::ApiState;
         routes::health::health,
         routes::health::ready,
         routes::dev::mint,
+        routes::console::root,
+        routes::console::bare,
+        routes::console::index,
+        routes::console::asset,
         routes::console::config,
         routes::metrics::metrics,
         openapi_json,
@@ -507,14 +511,16 @@ fn decorate_operation(op: &mut Map<String, Value>, tenant_selector: &mut Option<
         );
     }
     if g.tenant {
+        let tenant_required = if g.token_required {
+            "the token names no tenant (no `tenantId`), and neither `X-Tenant-ID` nor the host does; without a token this is `401 authentication_required`"
+        } else {
+            "nothing names a tenant: no token `tenantId`, no `X-Tenant-ID`, no tenant host"
+        };
         add_errors(
             responses,
             "400",
             &[
-                (
-                    "tenant_required",
-                    "nothing names a tenant: no token `tenantId`, no `X-Tenant-ID`, no tenant host",
-                ),
+                ("tenant_required", tenant_required),
                 (
                     "invalid_tenant_id",
                     "`X-Tenant-ID` is not a tenant id, or is sent more than once",

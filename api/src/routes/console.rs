@@ -64,19 +64,64 @@ pub fn router() -> Router<ApiState> {
         .route("/console/{file}", get(asset))
 }
 
-async fn root() -> Redirect {
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "getRoot",
+    tag = "console",
+    summary = "Redirects to the web console",
+    responses((status = 307, description = "To `/console/`.",
+        headers(("Location" = String, description = "`/console/`."))))
+)]
+pub(crate) async fn root() -> Redirect {
     Redirect::temporary("/console/")
 }
 
-async fn bare() -> Redirect {
+#[utoipa::path(
+    get,
+    path = "/console",
+    operation_id = "getConsoleBare",
+    tag = "console",
+    summary = "Redirects to the web console",
+    responses((status = 307, description = "To `/console/`.",
+        headers(("Location" = String, description = "`/console/`."))))
+)]
+pub(crate) async fn bare() -> Redirect {
     Redirect::temporary("/console/")
 }
 
-async fn index() -> Response {
+#[utoipa::path(
+    get,
+    path = "/console/",
+    operation_id = "getConsole",
+    tag = "console",
+    summary = "The web console's page",
+    description = "A single-page app (plain HTML, CSS and JavaScript modules compiled into the binary; nothing from a CDN). Public and the same for every tenant: it asks the API for the tenant and what the signed-in token may see. Served with a strict `Content-Security-Policy`, `X-Frame-Options: DENY` and `Cache-Control: no-cache`.",
+    responses((status = 200, description = "`index.html`.", body = String, content_type = "text/html"))
+)]
+pub(crate) async fn index() -> Response {
     serve("index.html")
 }
 
-async fn asset(Path(file): Path<String>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/console/{file}",
+    operation_id = "getConsoleFile",
+    tag = "console",
+    summary = "One file of the web console",
+    description = "The files the page loads: `index.html`, `style.css`, `app.js`, `api.js`, `chart.js`, `money.js`, `pages.js`, `favicon.svg`. Served with the page's security headers and `Cache-Control: no-cache`.",
+    params(("file" = String, Path, description = "The file name, e.g. `app.js`.")),
+    responses(
+        (status = 200, description = "The file.", content(
+            (String = "text/html"),
+            (String = "text/css"),
+            (String = "text/javascript"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 404, description = "- `route_not_found`: no console file has this name.", body = crate::openapi::schemas::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn asset(Path(file): Path<String>) -> Response {
     serve(&file)
 }
 

@@ -11,7 +11,10 @@ use axum::routing::get;
 
 /// The route (a tenant route).
 pub fn router(state: &ApiState) -> Router<ApiState> {
-    Router::new().route("/v1/tenant", guard::tenant(state, get(current)))
+    Router::new().route(
+        "/v1/tenant",
+        guard::tenant_or_anonymous(state, get(current)),
+    )
 }
 
 #[utoipa::path(

@@ -15,12 +15,29 @@ use crate::state::ApiState;
 /// The request header naming a tenant.
 pub const TENANT_HEADER: &str = "x-tenant-id";
 
-/// Middleware: ties the request to its tenant.
+/// Middleware of the tenant routes that answer anonymous callers too (`GET /v1/tenant`): ties
+/// the request to its tenant.
 pub async fn require_tenant(
     State(state): State<ApiState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
+    tie(state, request, next, false).await
+}
+
+/// Middleware of the tenant routes that need a token (tenant data): ties the request to its
+/// tenant. A request with no token that names no tenant is `401 authentication_required`, not
+/// `400 tenant_required`: what it lacks first is a token, and a token whose `tenantId` names
+/// the tenant would also name the tenant.
+pub async fn require_tenant_signed_in(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    tie(state, request, next, true).await
+}
+
+async fn tie(state: ApiState, mut request: Request, next: Next, needs_token: bool) -> Response {
     let caller = request
         .extensions()
         .get::<Caller>()
@@ -69,6 +86,15 @@ pub async fn require_tenant(
             }
             request.extensions_mut().insert(current.clone());
             tenant::scope(current, next.run(request)).await
+        }
+        Err(Refusal::Problem(p))
+            if needs_token && caller.is_none() && p.code() == "tenant_required" =>
+        {
+            Problem::unauthorized(
+                "authentication_required",
+                "this route needs an `Authorization: Bearer <JWT>` whose tenantId names the tenant",
+            )
+            .into_response()
         }
         Err(Refusal::Problem(p)) => p.into_response(),
         Err(Refusal::Conflict {

@@ -11,4 +11,4 @@ pub mod middleware;
 pub mod resolve;
 
 pub use host::HostName;
-pub use middleware::require_tenant;
+pub use middleware::{require_tenant, require_tenant_signed_in};
