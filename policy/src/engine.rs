@@ -79,7 +79,10 @@ impl<'a> Tenant<'a> {
         &self,
         name: &'c str,
     ) -> Result<(&'c str, &'a CollectionPolicy), Rejection> {
-        if name.is_empty() || name.starts_with("system.") || name.contains(['$', '\0']) {
+        if name.is_empty()
+            || name.starts_with("system.")
+            || name.bytes().any(|b| b == b'$' || b == 0)
+        {
             return Err(Rejection::new(
                 Rule::CollectionNotAllowed,
                 format!("collection '{name}' is not open to tenants"),

@@ -25,11 +25,12 @@ pub struct ElementError;
 /// made when someone asks for it ([`Element::key`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Element<'a> {
-    key: &'a [u8],
-    ty: u8,
-    value: &'a [u8],
-    /// The whole element as encoded: type byte, key, NUL, value.
+    /// The whole element as encoded: type byte, key, NUL, value. Key and value are sub-slices
+    /// of it, so an element is three words and cheap to move through iterator adapters.
     raw: &'a [u8],
+    /// The key's length (the bytes between the type byte and the key's NUL).
+    key_len: u32,
+    ty: u8,
 }
 
 /// A decoded view of an element's value.
@@ -63,12 +64,15 @@ impl<'a> Element<'a> {
     /// The key as text. Elements only come from [`Elements`] and [`get`], which checked the
     /// key is UTF-8; the empty fallback is unreachable.
     pub fn key(&self) -> &'a str {
-        std::str::from_utf8(self.key).unwrap_or_default()
+        std::str::from_utf8(self.key_bytes()).unwrap_or_default()
     }
 
     /// The key's bytes (no NUL, valid UTF-8): what rules compare against.
+    #[inline]
     pub fn key_bytes(&self) -> &'a [u8] {
-        self.key
+        self.raw
+            .get(1..1 + self.key_len as usize)
+            .unwrap_or_default()
     }
 
     /// The BSON type byte.
@@ -77,13 +81,16 @@ impl<'a> Element<'a> {
     }
 
     /// The value's encoded bytes (without type byte and key).
+    #[inline]
     pub fn value_bytes(&self) -> &'a [u8] {
-        self.value
+        self.raw
+            .get(self.key_len as usize + 2..)
+            .unwrap_or_default()
     }
 
     /// The decoded value.
     pub fn value(&self) -> Value<'a> {
-        let v = self.value;
+        let v = self.value_bytes();
         let doc = || RawDocument::from_bytes(v).ok();
         match self.ty {
             0x01 => v
@@ -162,7 +169,7 @@ pub fn get<'a>(doc: &'a RawDocument, key: &str) -> Result<Option<Element<'a>>, E
     let mut it = elements(doc);
     while let Some(raw) = it.next_raw() {
         let (e, _) = raw?;
-        if e.key == key.as_bytes() {
+        if e.key_bytes() == key.as_bytes() {
             // Equal to a `&str`, so UTF-8.
             return Ok(Some(e));
         }
@@ -227,25 +234,40 @@ impl<'a> Elements<'a> {
 /// there.
 #[inline(always)]
 fn step(bytes: &[u8], pos: usize, end: usize) -> Option<(Element<'_>, bool, usize)> {
-    let body = bytes.get(..end)?;
-    let ty = *body.get(pos)?;
-    let rest = body.get(pos + 1..)?;
-    let (key_len, ascii) = key_end(rest)?;
-    let value_at = pos + 1 + key_len + 1;
-    let tail = body.get(value_at..)?;
-    let len = value_len(ty, tail)?;
-    let value = tail.get(..len)?;
-    let next = value_at + len;
+    let rest = bytes.get(pos..end)?;
+    let (&ty, after_ty) = rest.split_first()?;
+    let (key_len, ascii) = key_end(after_ty)?;
+    // Type byte, key, NUL: the value starts here (relative to `pos`).
+    let value_at = key_len + 2;
+    let len = value_len(ty, rest.get(value_at..)?)?;
+    let total = value_at.checked_add(len)?;
     Some((
         Element {
-            key: rest.get(..key_len)?,
+            raw: rest.get(..total)?,
+            key_len: u32::try_from(key_len).ok()?,
             ty,
-            value,
-            raw: body.get(pos..next)?,
         },
         ascii,
-        next,
+        pos + total,
     ))
+}
+
+/// Whether `key` holds a NUL byte. Keys are short: eight bytes at a time in a word (the
+/// has-zero-byte test of [`key_end`]) beats both a byte loop and memchr's set-up.
+#[inline(always)]
+fn has_nul(key: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut words = key.chunks_exact(8);
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        if v.wrapping_sub(LO) & !v & HI != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b == 0)
 }
 
 /// The length of the key at the start of `s` (up to its NUL) and whether it is ASCII. Keys are
@@ -284,11 +306,11 @@ fn key_end(s: &[u8]) -> Option<(usize, bool)> {
 impl<'a> Iterator for Elements<'a> {
     type Item = Result<Element<'a>, ElementError>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         Some(match self.next_raw()? {
             // Keys are almost always ASCII; anything else must still be UTF-8.
-            Ok((e, ascii)) if ascii || std::str::from_utf8(e.key).is_ok() => Ok(e),
+            Ok((e, ascii)) if ascii || std::str::from_utf8(e.key_bytes()).is_ok() => Ok(e),
             Ok(_) => {
                 self.pos = usize::MAX;
                 Err(ElementError)
@@ -330,8 +352,7 @@ impl DocBuilder {
     }
 
     fn head(&mut self, key: &str, ty: u8) -> Result<(), ElementError> {
-        // Keys are short: a plain OR over the bytes beats memchr's set-up.
-        if key.bytes().fold(false, |nul, b| nul | (b == 0)) {
+        if has_nul(key.as_bytes()) {
             return Err(ElementError);
         }
         self.head_bytes(key.as_bytes(), ty);
@@ -349,7 +370,7 @@ impl DocBuilder {
     /// Appends an element read from another document, bytes verbatim, under `key`.
     pub fn element(&mut self, key: &str, e: &Element<'_>) -> Result<(), ElementError> {
         self.head(key, e.ty)?;
-        self.buf.extend_from_slice(e.value);
+        self.buf.extend_from_slice(e.value_bytes());
         Ok(())
     }
 
@@ -466,7 +487,7 @@ impl DocBuilder {
     pub fn push_element(&mut self, e: &Element<'_>) -> Result<(), ElementError> {
         let key = self.index_key();
         self.head_bytes(key.as_bytes(), e.ty);
-        self.buf.extend_from_slice(e.value);
+        self.buf.extend_from_slice(e.value_bytes());
         Ok(())
     }
 
@@ -637,6 +658,26 @@ impl IndexKey {
 mod tests {
     use super::*;
     use bson::rawdoc;
+
+    #[test]
+    fn a_nul_anywhere_in_a_key_is_found() {
+        for len in 0..40 {
+            let clean = vec![b'k'; len];
+            assert!(!has_nul(&clean), "{len} bytes without NUL");
+            for at in 0..len {
+                let mut key = clean.clone();
+                key[at] = 0;
+                assert!(has_nul(&key), "NUL at {at} of {len}");
+            }
+        }
+        // Bytes whose high bit is set are not NUL (the word test's false-positive case).
+        assert!(!has_nul(&[
+            0x80, 0x81, 0xFF, 0x01, 0x80, 0x80, 0x80, 0x80, 0xC3
+        ]));
+        let mut b = DocBuilder::default();
+        assert_eq!(b.str("a\0b", "v"), Err(ElementError));
+        assert_eq!(b.open("0123456789\0", false).err(), Some(ElementError));
+    }
 
     #[test]
     fn index_keys_count_up() {

@@ -65,7 +65,11 @@ pub(crate) fn is_generic_field(key: &[u8]) -> bool {
 
 /// Whether `key` is one of `names`, compared as bytes.
 pub(crate) fn listed(names: &[&str], key: &[u8]) -> bool {
-    names.iter().any(|n| n.as_bytes() == key)
+    // Length and first byte rule out almost every name before a byte comparison is called.
+    names.iter().any(|n| {
+        let n = n.as_bytes();
+        n.len() == key.len() && n.first() == key.first() && n == key
+    })
 }
 
 /// Commands answered by the proxy's connection handler; reaching the engine means a bug or a

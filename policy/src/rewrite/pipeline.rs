@@ -301,13 +301,19 @@ fn lookup(
         "pipeline",
     ];
     let d = spec_doc(spec)?;
+    // One pass checks each field and copies it; the pipeline is written last, scoped. (An error
+    // refuses the whole command, so a half-written stage is never sent.)
+    let opened = open_stage("$lookup", out)?;
     let mut from = None;
     let mut pipeline = None;
     for element in elements(d) {
         let e = element?;
         match e.key_bytes() {
             b"from" => from = Some(foreign(e.value(), db, "$lookup")?),
-            b"pipeline" => pipeline = Some(as_stages(&e)?),
+            b"pipeline" => {
+                pipeline = Some(as_stages(&e)?);
+                continue;
+            }
             b"let" => check_expression(e.value(), &t.mentions())?,
             k if listed(&FIELDS, k) => {}
             _ => {
@@ -317,6 +323,7 @@ fn lookup(
                 ));
             }
         }
+        out.copy(&e);
     }
     let input = match (from, pipeline) {
         (Some(coll), p) => {
@@ -334,13 +341,6 @@ fn lookup(
             ));
         }
     };
-    let opened = open_stage("$lookup", out)?;
-    for element in elements(d) {
-        let e = element?;
-        if e.key_bytes() != b"pipeline" {
-            out.copy(&e);
-        }
-    }
     if let Some(input) = input {
         let sub = out.open("pipeline", true)?;
         let stages = match pipeline {
