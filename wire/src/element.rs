@@ -267,7 +267,7 @@ fn has_nul(key: &[u8]) -> bool {
             return true;
         }
     }
-    words.remainder().iter().any(|&b| b == 0)
+    words.remainder().contains(&0)
 }
 
 /// The length of the key at the start of `s` (up to its NUL) and whether it is ASCII. Keys are
