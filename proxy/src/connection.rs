@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use crate::auth::scram::{self, Conversation, Mechanism};
 use crate::handshake::{HelloParams, hello_reply, negotiate};
 use crate::limits::ConnectionSlot;
+use crate::metrics::CommandOutcome;
 use crate::reply::{code, error_body, op_msg, op_reply, overloaded_body, retryable_error_body};
 use crate::server::Shared;
 use crate::upstream::UpstreamError;
@@ -48,7 +49,9 @@ struct Client {
     id: i64,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    principal: Option<Principal>,
+    /// Shared with each command in flight (an `Arc`, so a command holds it without copying the
+    /// name, tenant and roles).
+    principal: Option<Arc<Principal>>,
     /// [`owner_key`] of `principal`, made once at login: the owner of the cursors and sessions
     /// this connection opens (checked on every command carrying an `lsid`).
     owner: String,
@@ -295,8 +298,8 @@ impl Client {
 
     async fn command(&mut self, request_id: i32, op: OpMsg) -> Option<(Message, bool)> {
         let more_to_come = op.flags().more_to_come();
-        let name = op.command_name().unwrap_or("").to_owned();
-        let body = match name.as_str() {
+        let name = op.command_name().unwrap_or("");
+        let body = match name {
             "hello" | "isMaster" | "ismaster" => {
                 Some((self.hello(op.body().as_raw(), name != "hello").await, false))
             }
@@ -322,7 +325,7 @@ impl Client {
                 error_body(
                     code::UNAUTHORIZED,
                     "Unauthorized",
-                    &format!("command {} requires authentication", crate::clip(&name)),
+                    &format!("command {} requires authentication", crate::clip(name)),
                 ),
                 true,
             )),
@@ -330,7 +333,7 @@ impl Client {
         };
         let (body, compressible) = match body {
             Some(b) => b,
-            None => return self.forward(request_id, op, &name).await.map(|m| (m, true)),
+            None => return self.forward(request_id, &op).await.map(|m| (m, true)),
         };
         if more_to_come {
             return None;
@@ -609,7 +612,7 @@ impl Client {
         );
         self.shared.failures.clear(self.peer.ip());
         self.owner = owner_key(&principal);
-        self.principal = Some(principal);
+        self.principal = Some(Arc::new(principal));
     }
 
     fn audit_cursor(&self, principal: &Principal, db: &str, command: &str, id: i64) {
@@ -627,7 +630,8 @@ impl Client {
         self.shared.audit.record(&record, self.peer, self.id);
     }
 
-    async fn forward(&mut self, request_id: i32, op: OpMsg, name: &str) -> Option<Message> {
+    async fn forward(&mut self, request_id: i32, op: &OpMsg) -> Option<Message> {
+        let name = op.command_name().unwrap_or("");
         let principal = self.principal.clone()?;
         let more_to_come = op.flags().more_to_come();
         let mut _permit = None;
@@ -685,18 +689,18 @@ impl Client {
             now: bson::DateTime::now(),
         };
         let started = std::time::Instant::now();
-        let outcome = decide(&op, &ctx);
+        let outcome = decide(op, &ctx);
         self.shared
             .metrics
             .rewrite_latency
             .observe(started.elapsed());
         match &outcome.decision {
             Decision::Reject(r) => {
-                self.shared.metrics.command(name, "rejected");
+                self.shared.metrics.command(name, CommandOutcome::Rejected);
                 self.shared.metrics.rejection(r.rule);
             }
-            Decision::Reply(_) => self.shared.metrics.command(name, "local"),
-            Decision::Forward(_) => self.shared.metrics.command(name, "forwarded"),
+            Decision::Reply(_) => self.shared.metrics.command(name, CommandOutcome::Local),
+            Decision::Forward(_) => self.shared.metrics.command(name, CommandOutcome::Forwarded),
         }
         if let Some(record) = &outcome.audit {
             self.shared.audit.record(record, self.peer, self.id);
@@ -735,7 +739,7 @@ impl Client {
                 error_body(code, code_name, &format!("tenantgate: {message}"))
             }
             Decision::Forward(fwd) => {
-                let db = op.database().unwrap_or("").to_owned();
+                let db = op.database().unwrap_or("");
                 // All `track_cursors` needs from the request: the id a getMore continues.
                 let continued = if name == "getMore" {
                     match get(fwd.body.as_raw(), "getMore") {
@@ -748,8 +752,7 @@ impl Client {
                 } else {
                     None
                 };
-                if let Some(refused) = self.check_cursors(&principal, fwd.body.as_raw(), name, &db)
-                {
+                if let Some(refused) = self.check_cursors(&principal, fwd.body.as_raw(), name, db) {
                     refused
                 } else {
                     let flags = op

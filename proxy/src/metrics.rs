@@ -58,6 +58,58 @@ impl Histogram {
     }
 }
 
+/// Command names with a label of their own, in the order of the counter table; anything else
+/// counts as `other` (the last row).
+fn labels() -> impl Iterator<Item = &'static str> {
+    TENANT_COMMANDS
+        .iter()
+        .chain(SUPER_ADMIN_EXTRA.iter())
+        .chain(HANDSHAKE.iter())
+        .copied()
+        .chain(std::iter::once("other"))
+}
+
+const HANDSHAKE: [&str; 4] = ["hello", "isMaster", "saslStart", "saslContinue"];
+const LABELS: usize = TENANT_COMMANDS.len() + SUPER_ADMIN_EXTRA.len() + HANDSHAKE.len() + 1;
+
+/// How a command ended, for `tenantgate_commands_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// Rewritten and sent upstream.
+    Forwarded,
+    /// Refused by the policy.
+    Rejected,
+    /// Answered by the proxy itself.
+    Local,
+}
+
+impl CommandOutcome {
+    const ALL: [CommandOutcome; 3] = [Self::Forwarded, Self::Rejected, Self::Local];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Forwarded => "forwarded",
+            Self::Rejected => "rejected",
+            Self::Local => "local",
+        }
+    }
+}
+
+/// Commands by label and outcome: one atomic per cell, so counting a command takes no lock
+/// (it happens on every command of every connection).
+#[derive(Debug)]
+struct CommandCounts(Box<[AtomicU64]>);
+
+impl Default for CommandCounts {
+    fn default() -> Self {
+        CommandCounts(
+            (0..LABELS * CommandOutcome::ALL.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
+    }
+}
+
 /// State the metrics render but do not own.
 #[derive(Debug, Default)]
 pub struct Extra {
@@ -76,7 +128,7 @@ pub struct Extra {
 /// Every metric of the proxy.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    commands: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    commands: CommandCounts,
     rejections: Mutex<BTreeMap<&'static str, u64>>,
     per_tenant_connections: Mutex<BTreeMap<String, i64>>,
     /// Client connections open now.
@@ -95,20 +147,23 @@ pub struct Metrics {
 
 /// The closed label for a command name.
 pub fn command_label(name: &str) -> &'static str {
-    TENANT_COMMANDS
-        .iter()
-        .chain(SUPER_ADMIN_EXTRA.iter())
-        .chain(["hello", "isMaster", "saslStart", "saslContinue"].iter())
-        .find(|c| **c == name)
-        .copied()
-        .unwrap_or("other")
+    labels().nth(label_index(name)).unwrap_or("other")
+}
+
+/// The row of `name` in the counter table (`other`, the last, for unlisted names).
+fn label_index(name: &str) -> usize {
+    labels()
+        .take(LABELS - 1)
+        .position(|c| c == name)
+        .unwrap_or(LABELS - 1)
 }
 
 impl Metrics {
     /// Counts a command by name and outcome (`forwarded`, `rejected`, `local`, `error`, `limited`).
-    pub fn command(&self, name: &str, outcome: &'static str) {
-        if let Ok(mut m) = self.commands.lock() {
-            *m.entry((command_label(name), outcome)).or_default() += 1;
+    pub fn command(&self, name: &str, outcome: CommandOutcome) {
+        let cell = label_index(name) * CommandOutcome::ALL.len() + outcome as usize;
+        if let Some(n) = self.commands.0.get(cell) {
+            n.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -143,13 +198,18 @@ impl Metrics {
             extra.pool_idle, extra.pool_busy
         );
         out.push_str("# HELP tenantgate_commands_total Commands by name and outcome.\n# TYPE tenantgate_commands_total counter\n");
-        if let Ok(m) = self.commands.lock() {
-            for ((c, o), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "tenantgate_commands_total{{command=\"{c}\",outcome=\"{o}\"}} {n}"
-                );
-            }
+        let mut rows: Vec<(&str, &str, u64)> = labels()
+            .flat_map(|c| CommandOutcome::ALL.iter().map(move |o| (c, *o)))
+            .zip(self.commands.0.iter())
+            .map(|((c, o), n)| (c, o.as_str(), n.load(Ordering::Relaxed)))
+            .filter(|(_, _, n)| *n > 0)
+            .collect();
+        rows.sort_unstable();
+        for (c, o, n) in rows {
+            let _ = writeln!(
+                out,
+                "tenantgate_commands_total{{command=\"{c}\",outcome=\"{o}\"}} {n}"
+            );
         }
         out.push_str("# HELP tenantgate_rejections_total Policy rejections by rule.\n# TYPE tenantgate_rejections_total counter\n");
         if let Ok(m) = self.rejections.lock() {
@@ -228,8 +288,12 @@ mod tests {
     #[test]
     fn renders_closed_labels_and_histograms() {
         let m = Metrics::default();
-        m.command("find", "forwarded");
-        m.command("$evil\"label", "rejected");
+        m.command("find", CommandOutcome::Forwarded);
+        m.command("$evil\"label", CommandOutcome::Rejected);
+        m.command("saslContinue", CommandOutcome::Local);
+        m.command("other", CommandOutcome::Local);
+        assert_eq!(command_label("getMore"), "getMore");
+        assert_eq!(command_label("$evil"), "other");
         m.rejection(Rule::TenantOverride);
         m.upstream_latency.observe(Duration::from_micros(300));
         let text = m.render(&Extra {
@@ -248,6 +312,13 @@ mod tests {
             text.contains("tenantgate_commands_total{command=\"other\",outcome=\"rejected\"} 1")
         );
         assert!(!text.contains("evil"));
+        assert!(
+            text.contains(
+                "tenantgate_commands_total{command=\"saslContinue\",outcome=\"local\"} 1"
+            )
+        );
+        assert!(text.contains("tenantgate_commands_total{command=\"other\",outcome=\"local\"} 1"));
+        assert!(!text.contains("outcome=\"forwarded\"} 0"));
         assert!(text.contains("tenantgate_rejections_total{rule=\"tenant_override\"} 1"));
         assert!(text.contains("tenantgate_upstream_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("tenantgate_upstream_seconds_bucket{le=\"0.00025\"} 0"));
