@@ -272,7 +272,7 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
             own_tenant,
         );
     };
-    if let Err(r) = hygiene::check_command(body, sequences) {
+    if let Err(r) = hygiene::check_command(body, fields, sequences) {
         return reject(r, own_tenant);
     }
     let opts = match options::parse_comment(comment) {

@@ -14,7 +14,7 @@ use bson::RawDocument;
 use tenantgate_wire::{DocumentSequence, RawDoc};
 
 use crate::decision::{Rejection, Rule};
-use crate::raw::{Value, elements, get};
+use crate::raw::{Element, Value, elements};
 
 const JS_OPERATORS: [&str; 3] = ["$where", "$function", "$accumulator"];
 const INLINE_KEYS: usize = 32;
@@ -24,11 +24,14 @@ const INLINE_KEYS: usize = 32;
 /// document is walked here, to name the offending key.
 pub(crate) fn check_command(
     body: &RawDoc,
+    fields: &[Option<Element<'_>>],
     sequences: &[DocumentSequence],
 ) -> Result<(), Rejection> {
     check_raw_doc(body)?;
     for (i, seq) in sequences.iter().enumerate() {
-        if get(body.as_raw(), &seq.identifier)?.is_some() {
+        // `fields`: the body's top-level elements, already read by the engine.
+        let id = seq.identifier.as_bytes();
+        if fields.iter().flatten().any(|e| e.key_bytes() == id) {
             return Err(Rejection::new(
                 Rule::DuplicateKey,
                 format!(
