@@ -17,6 +17,16 @@
 //!
 //! Everything shares the machine's cores (load generator, responder, proxy); the figures to
 //! compare are the ratios within one run.
+//!
+//! **Count mode** runs exactly N commands over C connections through one path (`tenantgate` or
+//! `relay`), times nothing, then stops the server with SIGTERM. With `TENANTGATE_BENCH_WRAP`
+//! set (`support/process.rs`) the server runs under a wrapper such as callgrind, which is how
+//! `scripts/bench-proxy-instructions` counts instructions per proxied command, a figure that
+//! the machine's load cannot move:
+//!
+//! ```text
+//! proxy_overhead --count 2000 --connections 1 --path tenantgate     # the bench binary itself
+//! ```
 
 #[path = "support/loadgen.rs"]
 mod loadgen;
@@ -39,6 +49,10 @@ struct Options {
     rounds: usize,
     idle: usize,
     soak: u64,
+    /// Count mode: exactly this many commands, nothing timed.
+    count: Option<u64>,
+    /// Count mode: `tenantgate` or `relay`.
+    path: String,
 }
 
 fn options() -> Options {
@@ -49,6 +63,8 @@ fn options() -> Options {
         rounds: 1,
         idle: 0,
         soak: 0,
+        count: None,
+        path: "tenantgate".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -83,6 +99,18 @@ fn options() -> Options {
                 o.soak = value.parse().expect("--soak: seconds");
                 i += 1;
             }
+            "--count" => {
+                o.count = Some(value.parse().expect("--count: a number"));
+                i += 1;
+            }
+            "--path" => {
+                assert!(
+                    value == "tenantgate" || value == "relay",
+                    "--path: tenantgate or relay"
+                );
+                o.path = value;
+                i += 1;
+            }
             // `cargo bench` passes `--bench`; filters are meaningless here.
             _ => {}
         }
@@ -91,7 +119,7 @@ fn options() -> Options {
     // `cargo test --all-targets` (scripts/test) runs this binary without `--bench`: a smoke run
     // of a second per path then checks the benchmark still works without costing the suite
     // minutes. `cargo bench` passes `--bench` and gets the real run.
-    if !args.iter().any(|a| a == "--bench") {
+    if o.count.is_none() && !args.iter().any(|a| a == "--bench") {
         o.connections = vec![1, 4];
         o.seconds = 1;
         o.warmup = 0;
@@ -168,10 +196,17 @@ async fn soak(through: &str, seconds: u64, pid: u32) {
     }
 }
 
-/// Starts this binary again with `args` (the responder or the relay) and reads the port it
-/// prints (`listening <port>`).
-fn start_self(args: &[&str], what: &str) -> (Child, u16) {
-    let mut child = Command::new(std::env::current_exe().expect("own path"))
+/// Starts this binary again with `args` (the responder or the relay), through the
+/// `TENANTGATE_BENCH_WRAP` wrapper when `wrap`, and reads the port it prints
+/// (`listening <port>`).
+fn start_self(args: &[&str], what: &str, wrap: bool) -> (Child, u16) {
+    let exe = std::env::current_exe().expect("own path");
+    let mut command = if wrap {
+        process::wrapped(&exe)
+    } else {
+        Command::new(&exe)
+    };
+    let mut child = command
         .args(args)
         .stdout(Stdio::piped())
         .spawn()
@@ -190,11 +225,11 @@ fn start_self(args: &[&str], what: &str) -> (Child, u16) {
 }
 
 fn start_responder() -> (Child, u16) {
-    start_self(&["--responder"], "responder")
+    start_self(&["--responder"], "responder", false)
 }
 
-fn start_relay(upstream_port: u16) -> (Child, u16) {
-    start_self(&["--relay", &upstream_port.to_string()], "relay")
+fn start_relay(upstream_port: u16, wrap: bool) -> (Child, u16) {
+    start_self(&["--relay", &upstream_port.to_string()], "relay", wrap)
 }
 
 fn start_tenantgate(upstream_port: u16, dir: &std::path::Path) -> (Child, u16) {
@@ -278,6 +313,46 @@ struct Row {
     responder_cpu_us: (f64, f64),
 }
 
+/// Runs exactly `count` commands over the first of `--connections` through `--path`, timing
+/// nothing, then stops that server with SIGTERM and waits for it to exit (a wrapper such as
+/// callgrind writes its output then). Only the server on the path is wrapped; the responder
+/// and this load generator never are.
+fn count_mode(o: &Options, count: u64) {
+    let connections = o.connections.first().copied().unwrap_or(1);
+    let dir = std::env::temp_dir().join(format!("tenantgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (responder, upstream_port) = start_responder();
+    let _responder = process::Guard(vec![responder]);
+    let (mut server, port, login) = if o.path == "relay" {
+        let (relay, port) = start_relay(upstream_port, true);
+        (relay, port, None)
+    } else {
+        let (proxy, port) = start_tenantgate(upstream_port, &dir);
+        (proxy, port, Some(("svc-bank1", "bank1-secret")))
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let done = rt.block_on(loadgen::exact(
+        &format!("127.0.0.1:{port}"),
+        connections,
+        login,
+        "payments",
+        count,
+    ));
+    // Stopped whatever happened, so a failed run does not leave a valgrind behind.
+    let exited = process::stop(&mut server, Duration::from_secs(600));
+    let _ = std::fs::remove_dir_all(&dir);
+    let done = done.unwrap_or_else(|e| panic!("{} run: {e}", o.path));
+    assert_eq!(done, count, "every command completed");
+    assert!(exited, "the {} exited on SIGTERM", o.path);
+    println!(
+        "{count} commands over {connections} connections through {}; it exited on SIGTERM",
+        o.path
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--responder") {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -306,18 +381,29 @@ fn main() {
                 .await
                 .expect("bind");
             println!("listening {}", listener.local_addr().expect("addr").port());
-            relay::serve(listener, format!("127.0.0.1:{upstream_port}")).await;
+            // SIGTERM ends it normally, so a wrapper (callgrind) writes its output.
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                () = relay::serve(listener, format!("127.0.0.1:{upstream_port}")) => {}
+                _ = term.recv() => {}
+            }
         });
         return;
     }
     let o = options();
+    if let Some(count) = o.count {
+        count_mode(&o, count);
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("tenantgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (responder, upstream_port) = start_responder();
     let responder_pid = responder.id();
     let (proxy, proxy_port) = start_tenantgate(upstream_port, &dir);
     let proxy_pid = proxy.id();
-    let (relay, relay_port) = start_relay(upstream_port);
+    let (relay, relay_port) = start_relay(upstream_port, false);
     let relay_pid = relay.id();
     let _guard = process::Guard(vec![proxy, relay, responder]);
     let direct = format!("127.0.0.1:{upstream_port}");

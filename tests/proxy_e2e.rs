@@ -515,6 +515,26 @@ async fn cursors_continue_for_their_owner_only() {
         let e = stolen.expect_err("bank2 must not continue bank1's cursor");
         let (code, message) = server_error(&e);
         assert_eq!(code, 43, "CursorNotFound: {message}");
+        // Audited under the database the command named (read from the request only when a
+        // refusal is audited; connection.rs `check_cursors`).
+        let trail = upstream("tenantgate")
+            .await
+            .collection::<Document>("tenantgate_audit");
+        let probe = doc! { "rule": "cursor_not_owned", "database": &name, "command": "getMore" };
+        let mut events = Vec::new();
+        for _ in 0..50 {
+            events = all(&trail, probe.clone()).await;
+            if !events.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(events.len(), 1, "one audited probe in {name}: {events:?}");
+        assert_eq!(
+            events[0].get_str("tenant").ok(),
+            Some("bank2"),
+            "{events:?}"
+        );
 
         // The owner still can: the failed attempt neither served nor killed the cursor.
         let more = b1

@@ -162,22 +162,7 @@ pub async fn run(
         let (recording, stop) = (recording.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(1 << 16);
-            // Check the reply once: a refusal would make every later number meaningless.
-            let first = conn.round_trip(&frame).await?;
-            let limits = Limits::default();
-            if let Ok(Message {
-                payload: Payload::Msg(m),
-                ..
-            }) = Message::decode(first, &limits)
-            {
-                let body = m
-                    .body()
-                    .to_document()
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                if body.get_f64("ok").unwrap_or(0.0) != 1.0 {
-                    return Err(std::io::Error::other(format!("find refused: {body}")));
-                }
-            }
+            check_first(&mut conn, &frame).await?;
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 conn.round_trip(&frame).await?;
@@ -189,6 +174,69 @@ pub async fn run(
         }));
     }
     measure_window(warmup, measure, &recording, &stop, window, tasks).await
+}
+
+/// Sends `frame` once and fails unless the reply is `ok: 1`: a refusal would make every later
+/// number meaningless.
+async fn check_first(conn: &mut Conn, frame: &[u8]) -> std::io::Result<()> {
+    let first = conn.round_trip(frame).await?;
+    if let Ok(Message {
+        payload: Payload::Msg(m),
+        ..
+    }) = Message::decode(first, &Limits::default())
+    {
+        let body = m
+            .body()
+            .to_document()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if body.get_f64("ok").unwrap_or(0.0) != 1.0 {
+            return Err(std::io::Error::other(format!("find refused: {body}")));
+        }
+    }
+    Ok(())
+}
+
+/// Runs exactly `count` commands against `addr`, shared as evenly as possible over
+/// `connections` closed loops (each connection's first command is checked), timing nothing, then
+/// closes every connection. Returns the number of commands that completed.
+pub async fn exact(
+    addr: &str,
+    connections: usize,
+    login: Option<(&str, &str)>,
+    database: &str,
+    count: u64,
+) -> std::io::Result<u64> {
+    let connections = connections.max(1);
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let mut c = Conn::connect(addr).await?;
+        c.handshake(login).await?;
+        conns.push(c);
+    }
+    let per = count / connections as u64;
+    let extra = count % connections as u64;
+    let mut tasks = Vec::with_capacity(connections);
+    for (i, mut conn) in conns.into_iter().enumerate() {
+        let share = per + u64::from((i as u64) < extra);
+        let frame = find_frame(i, database);
+        tasks.push(tokio::spawn(async move {
+            if share == 0 {
+                return Ok(0);
+            }
+            check_first(&mut conn, &frame).await?;
+            for _ in 1..share {
+                conn.round_trip(&frame).await?;
+            }
+            Ok::<_, std::io::Error>(share)
+        }));
+    }
+    let mut done = 0;
+    for t in tasks {
+        done += t
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+    }
+    Ok(done)
 }
 
 /// The timing shared by every load loop: lets `tasks` warm up, records for `measure` (calling
