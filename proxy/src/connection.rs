@@ -333,7 +333,7 @@ impl Client {
         };
         let (body, compressible) = match body {
             Some(b) => b,
-            None => return self.forward(request_id, &op).await.map(|m| (m, true)),
+            None => return self.forward(request_id, &op, name).await.map(|m| (m, true)),
         };
         if more_to_come {
             return None;
@@ -630,8 +630,7 @@ impl Client {
         self.shared.audit.record(&record, self.peer, self.id);
     }
 
-    async fn forward(&mut self, request_id: i32, op: &OpMsg) -> Option<Message> {
-        let name = op.command_name().unwrap_or("");
+    async fn forward(&mut self, request_id: i32, op: &OpMsg, name: &str) -> Option<Message> {
         let principal = self.principal.clone()?;
         let more_to_come = op.flags().more_to_come();
         let mut _permit = None;
@@ -851,17 +850,13 @@ impl Client {
     /// when the session belongs to another principal.
     /// Claims the command's session for this connection's owner; `Some` says why not.
     fn claim_sessions(&self, body: &bson::RawDocument, name: &str) -> Option<Claim> {
-        let id_of = |doc: &bson::RawDocument| match get(doc, "id") {
-            Ok(Some(e)) if e.element_type() == 0x05 => binary_payload(e.value_bytes()),
-            _ => None,
-        };
         if name == "endSessions" {
             if let Ok(Some(list)) = get(body, "endSessions")
                 && let Some(list) = list.as_array()
             {
                 for item in elements(list).flatten() {
-                    if let Some(id) = item.as_document().and_then(id_of) {
-                        self.shared.sessions.end(&id, &self.owner);
+                    if let Some(id) = item.as_document().and_then(session_id) {
+                        self.shared.sessions.end(id, &self.owner);
                     }
                 }
             }
@@ -870,8 +865,8 @@ impl Client {
         let id = get(body, "lsid")
             .ok()
             .flatten()
-            .and_then(|e| e.as_document().and_then(id_of))?;
-        match self.shared.sessions.claim(&id, &self.owner) {
+            .and_then(|e| e.as_document().and_then(session_id))?;
+        match self.shared.sessions.claim(id, &self.owner) {
             Claim::Owned => None,
             refused => Some(refused),
         }
@@ -1018,9 +1013,21 @@ fn registry_unavailable_body() -> RawDocumentBuf {
 }
 
 fn binary_payload(value: &[u8]) -> Option<Vec<u8>> {
-    // BSON binary: i32 length, subtype byte, bytes.
+    binary_bytes(value).map(<[u8]>::to_vec)
+}
+
+/// The id of a session document (`{id: <binary>}`), borrowed from the command.
+fn session_id(doc: &bson::RawDocument) -> Option<&[u8]> {
+    match get(doc, "id") {
+        Ok(Some(e)) if e.element_type() == 0x05 => binary_bytes(e.value_bytes()),
+        _ => None,
+    }
+}
+
+/// The bytes of a BSON binary value (i32 length, subtype byte, bytes), borrowed.
+fn binary_bytes(value: &[u8]) -> Option<&[u8]> {
     let len = usize::try_from(i32::from_le_bytes(value.get(..4)?.try_into().ok()?)).ok()?;
-    value.get(5..5 + len).map(<[u8]>::to_vec)
+    value.get(5..5usize.checked_add(len)?)
 }
 
 fn sasl_reply(done: bool, payload: &[u8]) -> RawDocumentBuf {

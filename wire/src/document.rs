@@ -155,6 +155,14 @@ impl RawDoc {
             validate(&bytes, u32::MAX).is_ok(),
             "from_built given an invalid document"
         );
+        Self::from_framed_bytes(bytes)
+    }
+
+    /// Wraps a document after checking only its frame: at least five bytes, a length prefix
+    /// equal to the slice's length, a trailing NUL — what [`RawDoc::as_raw`] relies on. The
+    /// elements are not walked (see [`crate::Limits::validate_documents`]); readers must treat
+    /// them as possibly malformed, as [`crate::element`]'s bounds-checked reads do.
+    pub fn from_framed_bytes(bytes: Bytes) -> Result<Self, (usize, BsonFault)> {
         if bytes.len() < 5 || bytes[bytes.len() - 1] != 0 {
             return Err((0, BsonFault::MissingTerminator));
         }
@@ -196,16 +204,18 @@ impl RawDoc {
 
     /// The first key: for a command body, the command name.
     pub fn first_key(&self) -> Option<&str> {
-        match self.as_raw().iter().next() {
-            Some(Ok((key, _))) => Some(key.as_str()),
+        // The codec's own element reader: no second UTF-8 walk of the value, as the `bson`
+        // crate's iterator does.
+        match crate::element::elements(self.as_raw()).next() {
+            Some(Ok(e)) => Some(e.key()),
             _ => None,
         }
     }
 
     /// A string field of the top level, if present and a string.
     pub fn get_str(&self, key: &str) -> Option<&str> {
-        match self.as_raw().get(key) {
-            Ok(Some(bson::RawBsonRef::String(s))) => Some(s),
+        match crate::element::get(self.as_raw(), key) {
+            Ok(Some(e)) => e.as_str(),
             _ => None,
         }
     }

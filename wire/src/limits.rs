@@ -21,6 +21,12 @@ pub struct Limits {
     pub max_document_size: usize,
     /// Deepest accepted nesting of documents and arrays.
     pub max_bson_depth: u32,
+    /// Walk every document element by element (the default, and what untrusted input gets).
+    /// `false` checks each document's length prefix, size limit and terminator only: for replies
+    /// from the configured upstream database, which the proxy reads through bounds-checked
+    /// accessors and hands on to drivers that validate them as they would a direct reply. The
+    /// nesting limit is then not enforced either.
+    pub validate_documents: bool,
 }
 
 impl Default for Limits {
@@ -29,6 +35,7 @@ impl Default for Limits {
             max_message_size: MAX_MESSAGE_SIZE_BYTES,
             max_document_size: MAX_DOCUMENT_SIZE_BYTES,
             max_bson_depth: MAX_BSON_DEPTH,
+            validate_documents: true,
         }
     }
 }

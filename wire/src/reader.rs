@@ -112,12 +112,15 @@ impl Reader {
             });
         }
         let bytes = self.bytes(len, context)?;
-        RawDoc::from_bytes(bytes, limits.max_bson_depth).map_err(|(offset, fault)| {
-            WireError::InvalidBson {
-                context,
-                offset,
-                fault,
-            }
+        let doc = if limits.validate_documents {
+            RawDoc::from_bytes(bytes, limits.max_bson_depth)
+        } else {
+            RawDoc::from_framed_bytes(bytes)
+        };
+        doc.map_err(|(offset, fault)| WireError::InvalidBson {
+            context,
+            offset,
+            fault,
         })
     }
 

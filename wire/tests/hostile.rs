@@ -398,3 +398,52 @@ fn compressed_replies_round_trip_in_both_directions() {
         );
     }
 }
+
+#[test]
+fn replies_from_a_trusted_upstream_are_checked_at_their_frame_only() {
+    // {ok: 1.0, a: {b: 1}} with the inner document's length one too large: the outer document
+    // is intact, the nested one is not.
+    let mut body = rawdoc! { "ok": 1.0, "a": { "b": 1_i32 } }.into_bytes();
+    let inner_len_at = body.len() - 1 - 12; // the inner document is 12 bytes, before the NUL
+    assert_eq!(body[inner_len_at], 12);
+    body[inner_len_at] = 13;
+    let mut section = vec![0u8];
+    section.extend_from_slice(&body);
+    let frame = raw_op_msg(0, &section).freeze();
+
+    assert!(
+        matches!(
+            Message::decode(frame.clone(), &Limits::default()),
+            Err(WireError::InvalidBson { .. })
+        ),
+        "untrusted input is walked element by element"
+    );
+    let trusted = Limits {
+        validate_documents: false,
+        ..Limits::default()
+    };
+    let msg = Message::decode(frame, &trusted).expect("the frame itself is intact");
+    let Payload::Msg(op) = msg.payload else {
+        panic!("an OP_MSG")
+    };
+    let top = op.body().as_raw();
+    assert!(
+        tenantgate_wire::element::get(top, "ok")
+            .expect("ok reads")
+            .is_some()
+    );
+    assert!(
+        tenantgate_wire::element::get(top, "a").is_err(),
+        "the broken element is an error for its reader, not a panic"
+    );
+
+    // The frame checks still hold: a body whose length prefix disagrees is refused.
+    let mut short = section.clone();
+    short[1] = short[1].wrapping_add(1);
+    assert!(Message::decode(raw_op_msg(0, &short).freeze(), &trusted).is_err());
+    // And so is one without its terminating NUL.
+    let mut unterminated = section;
+    let last = unterminated.len() - 1;
+    unterminated[last] = 1;
+    assert!(Message::decode(raw_op_msg(0, &unterminated).freeze(), &trusted).is_err());
+}

@@ -176,7 +176,14 @@ impl Upstream {
             pool_size: config.pool_size,
             timeout: Duration::from_millis(config.timeout_ms),
             next_id: AtomicI32::new(1),
-            limits: Limits::default(),
+            // Replies come from the database this proxy was configured with; their elements
+            // are read through bounds-checked accessors and passed on to the client's driver,
+            // which validates them. Walking every element of every reply was the largest single
+            // cost of a proxied command (docs/benchmarks.md).
+            limits: Limits {
+                validate_documents: false,
+                ..Limits::default()
+            },
             credentials: auth::parse(&config.uri),
             tls: tls_connector(&config.uri, &addr).map_err(err)?,
             info: UpstreamInfo {
