@@ -270,6 +270,34 @@ fn regex(pattern: &str) -> bson::Regex {
 fn reads_get_the_tenant_conjunction_at_the_top() {
     rewrites(vec![
         (
+            // More top-level fields than the engine keeps on the stack (24): the rest spill to
+            // the heap, and every field still comes out once, in order.
+            "find with 29 top-level fields",
+            Bank1,
+            rawdoc! {
+                "find": "payments", "filter": { "_id": 7 }, "sort": { "at": -1 }, "projection": { "a": 1 },
+                "hint": { "_id": 1 }, "skip": 1, "limit": 10, "batchSize": 5, "singleBatch": false,
+                "returnKey": false, "showRecordId": false, "noCursorTimeout": false,
+                "allowPartialResults": false, "allowDiskUse": false, "readOnce": false,
+                "collation": { "locale": "simple" }, "let": { "x": 1 }, "max": { "_id": 100 },
+                "min": { "_id": 0 }, "lsid": { "id": 1 }, "txnNumber": 1_i64, "autocommit": false,
+                "$readPreference": { "mode": "primary" }, "readConcern": { "level": "local" },
+                "maxTimeMS": 100, "apiVersion": "1", "apiStrict": false, "apiDeprecationErrors": false,
+                "$db": "payments",
+            },
+            doc! {
+                "find": "payments", "filter": { "tenantId": "bank1", "deletedAt": null, "_id": 7 }, "sort": { "at": -1 }, "projection": { "a": 1 },
+                "hint": { "_id": 1 }, "skip": 1, "limit": 10, "batchSize": 5, "singleBatch": false,
+                "returnKey": false, "showRecordId": false, "noCursorTimeout": false,
+                "allowPartialResults": false, "allowDiskUse": false, "readOnce": false,
+                "collation": { "locale": "simple" }, "let": { "x": 1 }, "max": { "_id": 100 },
+                "min": { "_id": 0 }, "lsid": { "id": 1 }, "txnNumber": 1_i64, "autocommit": false,
+                "$readPreference": { "mode": "primary" }, "readConcern": { "level": "local" },
+                "maxTimeMS": 100, "apiVersion": "1", "apiStrict": false, "apiDeprecationErrors": false,
+                "$db": "payments",
+            },
+        ),
+        (
             "find with a filter",
             Bank1,
             rawdoc! { "find": "payments", "filter": { "status": "paid" }, "sort": { "at": -1 }, "limit": 10, "$db": "payments" },
