@@ -41,21 +41,93 @@ pub(crate) struct Request<'a> {
     pub db: &'a str,
     pub raw: &'a RawDoc,
     pub body: &'a RawDocument,
-    /// The body's top-level elements in order, read once by [`decide_command`] so the rule that
+    /// The body's top-level elements, read once by [`decide_command`] so the rule that
     /// rebuilds the body does not parse it again.
-    pub fields: &'a [Option<Element<'a>>],
+    pub fields: &'a Fields<'a>,
     pub sequences: &'a [DocumentSequence],
 }
 
 impl<'a> Request<'a> {
     /// The body's top-level elements in order, the command name first.
-    pub(crate) fn fields(&self) -> impl Iterator<Item = &Element<'a>> {
-        self.fields.iter().flatten()
+    pub(crate) fn fields(&self) -> FieldsIter<'_, 'a> {
+        self.fields.iter()
     }
 }
 
-/// Top-level fields kept on the stack; a body with more spills to the heap.
-const INLINE_FIELDS: usize = 24;
+/// Top-level fields kept on the stack. Commands have at most a few dozen fields (their own, the
+/// 14 generic ones, the name); a body with more is read again from its bytes when walked.
+const KEPT_FIELDS: usize = 24;
+
+/// A document's top-level elements, read once. Up to [`KEPT_FIELDS`] are kept on the stack; past
+/// that nothing more is stored and [`Fields::iter`] reads the document again, so a body of
+/// millions of one-byte fields costs no allocation (a kept list of them would be eight times the
+/// size of the message).
+#[derive(Debug, Clone)]
+pub(crate) struct Fields<'a> {
+    kept: [Option<Element<'a>>; KEPT_FIELDS],
+    count: usize,
+    doc: &'a RawDocument,
+}
+
+impl<'a> Fields<'a> {
+    /// Nothing read yet of `doc`; [`Fields::push`] each of its elements in order.
+    #[inline(always)]
+    pub(crate) fn new(doc: &'a RawDocument) -> Self {
+        Fields {
+            kept: [None; KEPT_FIELDS],
+            count: 0,
+            doc,
+        }
+    }
+
+    /// Every element of `doc`.
+    pub(crate) fn of(doc: &'a RawDocument) -> Result<Self, Rejection> {
+        let mut fields = Fields::new(doc);
+        for e in crate::raw::elements(doc) {
+            fields.push(e?);
+        }
+        Ok(fields)
+    }
+
+    /// The next element of the document, in order.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, e: Element<'a>) {
+        if let Some(slot) = self.kept.get_mut(self.count) {
+            *slot = Some(e);
+        }
+        self.count += 1;
+    }
+
+    /// The elements in order: the kept ones, or the document read again when there were more.
+    #[inline(always)]
+    pub(crate) fn iter(&self) -> FieldsIter<'_, 'a> {
+        match self.kept.get(..self.count) {
+            Some(kept) => FieldsIter::Kept(kept.iter()),
+            None => FieldsIter::Reread(tenantgate_wire::element::elements(self.doc)),
+        }
+    }
+}
+
+/// [`Fields::iter`].
+#[derive(Debug)]
+pub(crate) enum FieldsIter<'f, 'a> {
+    Kept(std::slice::Iter<'f, Option<Element<'a>>>),
+    /// Every element was read once without error before, so reading again cannot fail (and
+    /// would end the walk if it did).
+    Reread(tenantgate_wire::element::Elements<'a>),
+}
+
+impl<'a> Iterator for FieldsIter<'_, 'a> {
+    type Item = Element<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Element<'a>> {
+        match self {
+            FieldsIter::Kept(it) => it.next().copied().flatten(),
+            FieldsIter::Reread(it) => it.next()?.ok(),
+        }
+    }
+}
 
 /// The tenant rules' view of one command.
 #[derive(Debug, Clone)]
@@ -237,9 +309,7 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
         );
     };
     let (mut db, mut comment) = (None, None);
-    let mut inline: [Option<Element<'_>>; INLINE_FIELDS] = [None; INLINE_FIELDS];
-    let mut spilled: Vec<Option<Element<'_>>> = Vec::new();
-    let mut count = 0;
+    let mut fields = Fields::new(raw);
     for element in std::iter::once(Ok(first)).chain(scan) {
         let e = match element {
             Ok(e) => e,
@@ -250,29 +320,15 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
             b"comment" if comment.is_none() => comment = Some(e),
             _ => {}
         }
-        match inline.get_mut(count) {
-            Some(slot) => *slot = Some(e),
-            None => {
-                if spilled.is_empty() {
-                    spilled.extend_from_slice(&inline);
-                }
-                spilled.push(Some(e));
-            }
-        }
-        count += 1;
+        fields.push(e);
     }
-    let fields: &[Option<Element<'_>>] = if spilled.is_empty() {
-        &inline[..count]
-    } else {
-        &spilled
-    };
     let Some(db) = db.and_then(|e| e.as_str()) else {
         return reject(
             Rejection::new(Rule::MalformedCommand, "the command has no string $db"),
             own_tenant,
         );
     };
-    if let Err(r) = hygiene::check_command(body, fields, sequences) {
+    if let Err(r) = hygiene::check_command(body, &fields, sequences) {
         return reject(r, own_tenant);
     }
     let opts = match options::parse_comment(comment) {
@@ -285,7 +341,7 @@ pub fn decide_command(body: &RawDoc, sequences: &[DocumentSequence], ctx: &Conte
         db,
         raw: body,
         body: raw,
-        fields,
+        fields: &fields,
         sequences,
     };
 

@@ -14,7 +14,8 @@ use bson::RawDocument;
 use tenantgate_wire::{DocumentSequence, RawDoc};
 
 use crate::decision::{Rejection, Rule};
-use crate::raw::{Element, Value, elements};
+use crate::engine::Fields;
+use crate::raw::{Value, elements};
 
 const JS_OPERATORS: [&str; 3] = ["$where", "$function", "$accumulator"];
 const INLINE_KEYS: usize = 32;
@@ -24,14 +25,14 @@ const INLINE_KEYS: usize = 32;
 /// document is walked here, to name the offending key.
 pub(crate) fn check_command(
     body: &RawDoc,
-    fields: &[Option<Element<'_>>],
+    fields: &Fields<'_>,
     sequences: &[DocumentSequence],
 ) -> Result<(), Rejection> {
     check_raw_doc(body)?;
     for (i, seq) in sequences.iter().enumerate() {
         // `fields`: the body's top-level elements, already read by the engine.
         let id = seq.identifier.as_bytes();
-        if fields.iter().flatten().any(|e| e.key_bytes() == id) {
+        if fields.iter().any(|e| e.key_bytes() == id) {
             return Err(Rejection::new(
                 Rule::DuplicateKey,
                 format!(

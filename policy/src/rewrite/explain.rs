@@ -76,9 +76,7 @@ pub(super) fn explain(req: &Request<'_>, t: &Tenant<'_>) -> Result<Forward, Reje
             "explain must wrap a command document",
         ));
     };
-    let inner_fields = crate::raw::elements(inner)
-        .map(|e| e.map(Some))
-        .collect::<Result<Vec<_>, _>>()?;
+    let inner_fields = crate::engine::Fields::of(inner)?;
     let inner_req = Request {
         name,
         first,

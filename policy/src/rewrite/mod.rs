@@ -188,7 +188,7 @@ pub(crate) fn strip_options(req: &Request<'_>, options: &Options) -> Result<RawD
                 out.doc("comment", rest)?;
             }
         } else {
-            out.copy(e);
+            out.copy(&e);
         }
     }
     finish(out)
@@ -238,18 +238,18 @@ pub(crate) fn rebuild<'b>(
         let k = e.key_bytes();
         if i == 0 {
             match rename {
-                Some(name) => out.element(name, e)?,
-                None => out.copy(e),
+                Some(name) => out.element(name, &e)?,
+                None => out.copy(&e),
             }
         } else if k == b"comment" && options.present {
             if let Some(rest) = &options.remaining {
                 out.doc("comment", rest)?;
             }
         } else if is_generic_field(k) {
-            out.copy(e);
+            out.copy(&e);
         } else if listed(known, k) {
             match k {
-                b"collation" => check_collation(e)?,
+                b"collation" => check_collation(&e)?,
                 b"bypassDocumentValidation" if truthy(e.value()) => {
                     return Err(Rejection::new(
                         Rule::CommandNotAllowed,
@@ -258,7 +258,7 @@ pub(crate) fn rebuild<'b>(
                 }
                 _ => {}
             }
-            field(e, &mut out)?;
+            field(&e, &mut out)?;
         } else {
             return Err(Rejection::new(
                 Rule::UnknownField,
