@@ -8,31 +8,22 @@
 
 use std::hint::black_box;
 
+use bytes::BytesMut;
+use criterion::{Criterion, criterion_group, criterion_main};
+use tenantgate_policy::decide;
+use tenantgate_wire::{Limits, Message};
+
 /// The allocator `tenantgate serve` runs with (src/main.rs), so allocations cost what they cost
 /// in the proxy.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use bson::DateTime;
-use bytes::BytesMut;
-use criterion::{Criterion, criterion_group, criterion_main};
-use tenantgate_policy::{Context, PolicyConfig, Principal, TenantId, decide};
-use tenantgate_wire::{Limits, Message};
-
 #[path = "support/commands.rs"]
 mod commands;
 
 fn policy(c: &mut Criterion) {
-    let config: PolicyConfig = PolicyConfig {
-        databases: vec!["payments".into()],
-        ..PolicyConfig::default()
-    };
-    let principal = Principal::tenant("svc-bank1", TenantId::new("bank1"));
-    let ctx = Context {
-        principal: &principal,
-        config: &config,
-        now: DateTime::from_millis(1_795_000_000_000),
-    };
+    let (config, principal) = commands::setup();
+    let ctx = commands::context(&config, &principal);
     let limits = Limits::default();
     let mut out = BytesMut::with_capacity(64 * 1024);
 

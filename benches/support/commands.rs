@@ -100,6 +100,36 @@ pub fn upsert() -> Bytes {
     )
 }
 
+/// The policy every case runs under (the issue's: tenant data in `payments`) and the principal
+/// that sends it (a service bound to `bank1`).
+pub fn setup() -> (
+    tenantgate_policy::PolicyConfig,
+    tenantgate_policy::Principal,
+) {
+    (
+        tenantgate_policy::PolicyConfig {
+            databases: vec!["payments".into()],
+            ..tenantgate_policy::PolicyConfig::default()
+        },
+        tenantgate_policy::Principal::tenant(
+            "svc-bank1",
+            tenantgate_policy::TenantId::new("bank1"),
+        ),
+    )
+}
+
+/// The engine's context for [`setup`]'s policy and principal, at a fixed time.
+pub fn context<'a>(
+    config: &'a tenantgate_policy::PolicyConfig,
+    principal: &'a tenantgate_policy::Principal,
+) -> tenantgate_policy::Context<'a> {
+    tenantgate_policy::Context {
+        principal,
+        config,
+        now: DateTime::from_millis(1_795_000_000_000),
+    }
+}
+
 /// Every case, named as in the benchmark groups.
 pub fn cases() -> Vec<(&'static str, Bytes)> {
     vec![

@@ -13,15 +13,13 @@ mod commands;
 
 use std::hint::black_box;
 
+use bytes::BytesMut;
+use tenantgate_wire::{Limits, Message};
+
 /// The allocator `tenantgate serve` runs with (src/main.rs), so allocations cost what they cost
 /// in the proxy.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use bson::DateTime;
-use bytes::BytesMut;
-use tenantgate_policy::{Context, PolicyConfig, Principal, TenantId};
-use tenantgate_wire::{Limits, Message};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -37,16 +35,8 @@ fn main() {
         eprintln!("unknown case {case}");
         std::process::exit(2);
     };
-    let config = PolicyConfig {
-        databases: vec!["payments".into()],
-        ..PolicyConfig::default()
-    };
-    let principal = Principal::tenant("svc-bank1", TenantId::new("bank1"));
-    let ctx = Context {
-        principal: &principal,
-        config: &config,
-        now: DateTime::from_millis(1_795_000_000_000),
-    };
+    let (config, principal) = commands::setup();
+    let ctx = commands::context(&config, &principal);
     let limits = Limits::default();
     let mut out = BytesMut::with_capacity(64 * 1024);
     for _ in 0..n {
