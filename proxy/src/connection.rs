@@ -846,9 +846,8 @@ impl Client {
         Some(op_msg(self.reply_id(), request_id, raw(reply_body)))
     }
 
-    /// Claims the command's `lsid` (and, for `endSessions`, releases the listed ones). `false`
-    /// when the session belongs to another principal.
-    /// Claims the command's session for this connection's owner; `Some` says why not.
+    /// Claims the command's `lsid` for this connection's owner (and, for `endSessions`, releases
+    /// the listed ones); `Some` says why the session cannot be used.
     fn claim_sessions(&self, body: &bson::RawDocument, name: &str) -> Option<Claim> {
         if name == "endSessions" {
             if let Ok(Some(list)) = get(body, "endSessions")
