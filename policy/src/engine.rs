@@ -60,7 +60,7 @@ const KEPT_FIELDS: usize = 24;
 
 /// A document's top-level elements, read once. Up to [`KEPT_FIELDS`] are kept on the stack; past
 /// that nothing more is stored and [`Fields::iter`] reads the document again, so a body of
-/// millions of one-byte fields costs no allocation (a kept list of them would be eight times the
+/// millions of tiny fields costs no allocation (a kept list of them would be several times the
 /// size of the message).
 #[derive(Debug, Clone)]
 pub(crate) struct Fields<'a> {
